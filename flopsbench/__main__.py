@@ -1,0 +1,3 @@
+from flopsbench.cli import main
+
+main()

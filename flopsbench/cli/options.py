@@ -1,0 +1,209 @@
+"""Options every measuring command shares, their validation, and the measure-and-report driver.
+
+Validation happens before anything is measured, and each failure is a typer.BadParameter that
+names the option and the fix (printed as one line by the CLI)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import sys
+from datetime import datetime, timezone
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from flopsbench.cpu import allowed_cores
+from flopsbench.exporters import EXPORTERS, render
+from flopsbench.report import Report, Row, write_atomically
+from flopsbench.runner import run_all
+from flopsbench.spec import Shape, Workload
+
+DEVICES = ("cpu", "cuda", "arm")
+FORMATS = tuple(EXPORTERS)
+
+
+def bad(option: str, message: str) -> typer.BadParameter:
+    return typer.BadParameter(message, param_hint=f"'{option}'")
+
+
+def check_choice(value: str | None, choices: Iterable[str], option: str) -> None:
+    if value is not None and value not in choices:
+        raise bad(option, f"{value!r} is not one of {', '.join(choices)}")
+
+
+def check_device(device: str) -> None:
+    if device == "cuda":
+        raise bad("--device", "cuda timing is not implemented yet (planned: CUDA events, batch 32); "
+                              "use --device cpu for now")
+    if device == "arm":
+        raise bad("--device", "arm timing is not implemented yet (planned: onnxruntime on aarch64); "
+                              "use --device cpu for now")
+
+
+def parse_names(text: str | None, known: list[str], option: str) -> list[str]:
+    """A comma list of registered names; None or 'all' means every one."""
+    if text is None or text.strip() == "all":
+        return list(known)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        if name not in known:
+            raise bad(option, f"unknown name {name!r}; choose from {', '.join(known)} "
+                              "(see 'flopsbench list')")
+    if not names:
+        raise bad(option, f"give at least one of {', '.join(known)}")
+    return names
+
+
+def parse_shapes(texts: list[str] | None, default: Iterable[Shape]) -> list[Shape]:
+    if not texts:
+        return list(default)
+    try:
+        return [Shape.parse(t) for text in texts for t in text.split(",")]
+    except ValueError as exc:
+        raise bad("--shape", f"{exc}; give C, H and W as positive integers") from None
+
+
+def parse_ratio(text: str) -> float:
+    try:
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise bad("--ratio", f"{text!r} is not a number or fraction; use e.g. 1/4 or 0.25") from None
+    if not 0 < value <= 1:
+        raise bad("--ratio", f"{text} must be in (0, 1]; use e.g. 1/4")
+    return value
+
+
+def parse_cores(text: str | None, threads: int) -> tuple[int, ...]:
+    """'0,2-3' -> (0, 2, 3); default: the first ``threads`` cores this process may use."""
+    allowed = allowed_cores()
+    if threads < 1:
+        raise bad("--threads", f"{threads} must be at least 1")
+    if threads > len(allowed):
+        raise bad("--threads", f"{threads} is more than the {len(allowed)} core(s) this process may use "
+                               f"({_ranges(allowed)}); use --threads {len(allowed)} or fewer")
+    if text is None:
+        return tuple(allowed[:threads])
+    cores: set[int] = set()
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise bad("--cores", f"{text!r} is not a core list; use e.g. 0 or 0,2-3")
+        first, last = int(match[1]), int(match[2] or match[1])
+        cores.update(range(first, last + 1))
+    unknown = sorted(cores - set(allowed))
+    if unknown:
+        raise bad("--cores", f"core(s) {_ranges(unknown)} not available to this process; "
+                             f"choose among {_ranges(allowed)}")
+    if threads > len(cores):
+        raise bad("--threads", f"{threads} threads need at least as many cores, but --cores gives "
+                               f"{len(cores)}; add cores or lower --threads")
+    return tuple(sorted(cores))
+
+
+def _ranges(cores: list[int]) -> str:
+    return ",".join(str(c) for c in cores)
+
+
+def check_budget(min_time: float, min_runs: int, max_runs: int, runs: int | None, warmup: float) -> None:
+    if runs is not None and runs < 1:
+        raise bad("--runs", f"{runs} must be at least 1")
+    if min_time < 0 or warmup < 0:
+        raise bad("--min-time" if min_time < 0 else "--warmup", "must not be negative")
+    if min_runs < 1 or max_runs < min_runs:
+        raise bad("--max-runs" if min_runs >= 1 else "--min-runs",
+                  f"need 1 <= --min-runs ({min_runs}) <= --max-runs ({max_runs})")
+
+
+def check_positive(value: int, option: str) -> None:
+    if value < 1:
+        raise bad(option, f"{value} must be a positive integer")
+
+
+def check_output(output: str | None) -> None:
+    """Fail before measuring if the output file cannot be written."""
+    if output is None or output == "-":
+        return
+    path = Path(output)
+    existed = path.exists()
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise bad("--output", f"cannot write {output} ({exc.strerror}); choose a writable path "
+                              "or '-' for stdout") from None
+    if not existed:
+        path.unlink()
+
+
+def save_path(results_dir: Path, command: str, device: str) -> Path:
+    """results/<command>-<device>-<host>-<UTC time>.json: what was run, where and when."""
+    host = re.sub(r"[^A-Za-z0-9_.-]+", "-", socket.gethostname())[:40]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return results_dir / f"{command}-{device}-{host}-{stamp}.json"
+
+
+def check_results_dir(results_dir: Path) -> None:
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        probe = results_dir / ".flopsbench-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise bad("--results-dir", f"cannot write into {results_dir} ({exc.strerror}); "
+                                   "choose a writable folder") from None
+
+
+def measure_and_report(report: Report, workloads: list[Workload], fmt: str, output: str | None,
+                       save: Path | None, paper: bool) -> None:
+    """Run every workload with a progress bar on stderr, saving the JSON as rows finish, then
+    write the chosen view. Ctrl-C keeps the finished rows, marked incomplete (exit 130)."""
+    stderr = Console(stderr=True)
+
+    def save_partial(report: Report, row: Row | None = None) -> None:
+        if save is not None:
+            write_atomically(save, report.to_json())
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=stderr, auto_refresh=False, transient=True)
+    task = progress.add_task("measuring", total=len(workloads))
+
+    def on_start(workload: Workload) -> None:
+        progress.update(task, description=f"{workload.name} {workload.shape}")
+        progress.refresh()
+
+    def on_row(report: Report, row: Row) -> None:
+        save_partial(report)
+        progress.advance(task)
+        progress.refresh()
+
+    interrupted = False
+    with progress:
+        try:
+            run_all(report, workloads, on_row=on_row, on_start=on_start)
+        except KeyboardInterrupt:
+            interrupted = True
+    save_partial(report)
+    if save is not None:
+        write_atomically(save.with_suffix(".md"), render(report, "md", paper))
+        stderr.print(f"saved {save} and {save.with_suffix('.md').name}")
+    text = render(report, fmt, paper)
+    if output is None or output == "-":
+        if fmt == "table":
+            EXPORTERS["table"](report, sys.stdout, paper)
+        else:
+            sys.stdout.write(text)
+    else:
+        write_atomically(Path(output), text)
+        stderr.print(f"wrote {output}")
+    for row in report.rows:
+        if row.status != "ok":
+            stderr.print(f"[red]error[/red] {row.workload.name} {row.workload.shape}: {row.error}")
+    if interrupted:
+        stderr.print(f"interrupted: {len(report.rows)} of {len(workloads)} rows measured; "
+                     "the report is marked incomplete")
+        raise typer.Exit(130)

@@ -1,0 +1,38 @@
+"""The FasterNet paper's published numbers (Chen et al., CVPR 2023), shipped as data in
+data/fasternet_published.json, and the look-ups that put them beside measured rows."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+
+import operators
+from flopsbench.spec import Workload
+
+TABLE1_LAYERS = 10
+# Which published columns describe a device: (latency or throughput field, FLOPS field).
+DEVICE_COLUMNS = {
+    "cpu": ("cpu_latency_ms", "cpu_flops_G_per_s"),
+    "arm": ("arm_latency_ms", "arm_flops_G_per_s"),
+    "cuda": ("gpu_throughput_fps", "gpu_flops_G_per_s"),
+}
+
+
+@lru_cache(maxsize=1)
+def published() -> dict:
+    return json.loads(resources.files("flopsbench").joinpath("data/fasternet_published.json").read_text())
+
+
+def table1_row(workload: Workload) -> dict | None:
+    """The paper's Table 1 entry for this workload, or None if the paper has no such row
+    (another operator, shape, layer count or parameter setting)."""
+    op = operators.get_operator(workload.name)
+    if op.paper_label is None or workload.layers != TABLE1_LAYERS or workload.param_dict != dict(op.defaults):
+        return None
+    shape = workload.shape
+    for entry in published()["operators_table"]:
+        fm = entry["feature_map"]
+        if entry["operator"] == op.paper_label and (fm["c"], fm["h"], fm["w"]) == (shape.c, shape.h, shape.w):
+            return entry
+    return None

@@ -1,0 +1,128 @@
+"""The report model: rows of counts and raw samples plus the config and environment.
+
+JSON is the complete record; every table is a view computed from it. Units are SI and named in
+the field (``median_s``, ``*_bytes``); nothing is rounded here."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from flopsbench import __version__
+from flopsbench.counting import FLOP_CONVENTION
+from flopsbench.spec import Execution, Workload
+from flopsbench.stats import Stats, summarize
+
+SCHEMA_VERSION = 1
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Row:
+    """One measured case. ``status`` is 'ok' or 'error' (then ``error`` says why)."""
+
+    workload: Workload
+    status: str = "ok"
+    error: str | None = None
+    params: int | None = None
+    flops: int | None = None
+    flops_analytic: int | None = None
+    flops_by_operator: dict[str, int] = field(default_factory=dict)
+    unsupported_ops: dict[str, int] = field(default_factory=dict)
+    memory_ideal_elements: int | None = None
+    memory_ideal_bytes: int | None = None
+    memory_impl: dict | None = None  # MemoryAccess.to_dict()
+    samples_s: list[float] = field(default_factory=list)
+    warmup_runs: int = 0
+    affinity: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def stats(self) -> Stats | None:
+        return summarize(self.samples_s) if self.samples_s else None
+
+    @property
+    def memory_impl_bytes(self) -> int | None:
+        return None if self.memory_impl is None else self.memory_impl["read_bytes"] + self.memory_impl["write_bytes"]
+
+    def to_dict(self, batch: int) -> dict:
+        stats = self.stats
+        data = {"workload": self.workload.to_dict(), **{k: v for k, v in vars(self).items() if k != "workload"}}
+        data["memory_impl_bytes"] = self.memory_impl_bytes
+        data["stats"] = stats.to_dict() if stats else None
+        data["derived"] = derived(self.flops, self.memory_impl_bytes, stats, batch)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Row":
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "workload"}
+        return cls(workload=Workload.from_dict(data["workload"]), **fields)
+
+
+def derived(flops: int | None, memory_bytes: int | None, stats: Stats | None, batch: int) -> dict:
+    """FLOPS = FLOPs / median latency; throughput = batch / median; intensity = FLOPs / byte."""
+    median = stats.median_s if stats else None
+    return {
+        "flops_per_s": flops / median if flops is not None and median else None,
+        "throughput_per_s": batch / median if median else None,
+        "arithmetic_intensity_flop_per_byte": flops / memory_bytes if flops is not None and memory_bytes else None,
+    }
+
+
+@dataclass
+class Report:
+    command: str
+    execution: Execution
+    environment: dict
+    argv: list[str] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    complete: bool = False
+    created_utc: str = field(default_factory=utc_now)
+    finished_utc: str | None = None
+    tool_version: str = __version__
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": "flopsbench.report",
+            "schema_version": SCHEMA_VERSION,
+            "tool_version": self.tool_version,
+            "command": self.command,
+            "argv": self.argv,
+            "created_utc": self.created_utc,
+            "finished_utc": self.finished_utc,
+            "complete": self.complete,
+            "flop_convention": FLOP_CONVENTION,
+            "memory_unit": "bytes (ideal: paper Eqs. 2/3/5 in elements × element size)",
+            "execution": self.execution.to_dict(),
+            "environment": self.environment,
+            "rows": [row.to_dict(self.execution.batch) for row in self.rows],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Report":
+        if data.get("schema") != "flopsbench.report" or data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"not a flopsbench report of schema version {SCHEMA_VERSION}")
+        return cls(command=data["command"], execution=Execution.from_dict(data["execution"]),
+                   environment=data["environment"], argv=data["argv"],
+                   rows=[Row.from_dict(r) for r in data["rows"]], complete=data["complete"],
+                   created_utc=data["created_utc"], finished_utc=data["finished_utc"],
+                   tool_version=data["tool_version"])
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` in one step, so an interrupted write never leaves half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,95 @@
+"""Frozen specs: *what* is measured (a workload) and *how* (device, dtype, threads, budget)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A feature map, channels × height × width (NCHW without the batch)."""
+
+    c: int
+    h: int
+    w: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Shape":
+        """'96x56x56' -> Shape(96, 56, 56); raises ValueError with the reason."""
+        parts = text.lower().replace("×", "x").split("x")
+        if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"{text!r} is not CxHxW, e.g. 96x56x56")
+        c, h, w = (int(p) for p in parts)
+        if min(c, h, w) < 1:
+            raise ValueError(f"{text!r}: C, H and W must all be positive")
+        return cls(c, h, w)
+
+    def __str__(self) -> str:
+        return f"{self.c}x{self.h}x{self.w}"
+
+
+# The paper's Table 1 feature maps.
+TABLE1_SHAPES = (Shape(96, 56, 56), Shape(192, 28, 28), Shape(384, 14, 14), Shape(768, 7, 7))
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What runs: a registered operator stacked ``layers`` times on a ``shape`` input."""
+
+    name: str
+    shape: Shape
+    layers: int
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def param_dict(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    def to_dict(self) -> dict:
+        return {"kind": "operator", "name": self.name, "shape": [self.shape.c, self.shape.h, self.shape.w],
+                "layers": self.layers, "params": self.param_dict}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Workload":
+        return cls(data["name"], Shape(*data["shape"]), data["layers"], tuple(data["params"].items()))
+
+
+@dataclass(frozen=True)
+class TimingBudget:
+    """Warm-up, then samples until both ``min_time_s`` and ``min_runs`` are met, at most
+    ``max_runs``; ``exact_runs`` replaces all three with a fixed count."""
+
+    warmup_s: float = 0.2
+    warmup_runs: int = 3
+    min_time_s: float = 1.0
+    min_runs: int = 10
+    max_runs: int = 10_000
+    exact_runs: int | None = None
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How it runs. ``cores`` is the set of CPUs the process is pinned to while timing."""
+
+    device: str = "cpu"
+    dtype: str = "fp32"
+    batch: int = 1
+    threads: int = 1
+    cores: tuple[int, ...] = (0,)
+    budget: TimingBudget = field(default_factory=TimingBudget)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["cores"] = list(self.cores)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Execution":
+        data = dict(data)
+        data["cores"] = tuple(data["cores"])
+        data["budget"] = TimingBudget(**data["budget"])
+        return cls(**data)

@@ -1,0 +1,66 @@
+"""Statistics over raw timing samples: median is the headline, IQR the spread; MAD outliers are
+flagged, never dropped."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+NOISE_THRESHOLD = 0.10  # IQR / median above this earns a warning
+OUTLIER_Z = 3.5  # modified z-score cut-off (Iglewicz and Hoaglin)
+
+
+@dataclass(frozen=True)
+class Stats:
+    n: int
+    median_s: float
+    iqr_s: float
+    q1_s: float
+    q3_s: float
+    mean_s: float
+    min_s: float
+    max_s: float
+    stdev_s: float
+    mad_s: float
+    outliers: int
+
+    @property
+    def relative_iqr(self) -> float:
+        return self.iqr_s / self.median_s if self.median_s > 0 else float("inf")
+
+    @property
+    def noisy(self) -> bool:
+        return self.relative_iqr > NOISE_THRESHOLD
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(samples: list[float]) -> Stats:
+    if not samples:
+        raise ValueError("no samples to summarize")
+    x = np.asarray(samples, dtype=float)
+    q1, median, q3 = np.percentile(x, [25, 50, 75])
+    mad = float(np.median(np.abs(x - median)))
+    # Modified z-score 0.6745·|x - median| / MAD; with MAD = 0 only values off the median count.
+    deviation = np.abs(x - median)
+    outliers = int(np.sum(0.6745 * deviation > OUTLIER_Z * mad)) if mad > 0 else int(np.sum(deviation > 0))
+    return Stats(
+        n=len(x), median_s=float(median), iqr_s=float(q3 - q1), q1_s=float(q1), q3_s=float(q3),
+        mean_s=float(x.mean()), min_s=float(x.min()), max_s=float(x.max()),
+        stdev_s=statistics.stdev(samples) if len(x) > 1 else 0.0, mad_s=mad, outliers=outliers,
+    )
+
+
+def noise_warnings(stats: Stats) -> list[str]:
+    """Warnings that name the option that helps, as hyperfine does."""
+    warnings = []
+    if stats.noisy:
+        warnings.append(f"noisy: IQR is {stats.relative_iqr:.0%} of the median; close other programs, "
+                        "pin to an idle core with --cores, or collect longer with --min-time")
+    if stats.outliers and stats.outliers / stats.n > 0.05:
+        warnings.append(f"{stats.outliers} of {stats.n} samples are outliers (MAD rule); "
+                        "other load on the machine likely interfered; rerun or raise --min-time")
+    return warnings
