@@ -20,6 +20,8 @@ MEMORY_NOTE = ("Memory access in MB (10^6 bytes): 'ideal' is the paper's formula
                "elements incl. weights, × element size); 'impl' is what the executed aten ops read "
                "and write (views free).")
 
+TEXT_COLUMNS = ("Operator", "Options", "Shape", "Status")
+
 
 def _params_label(row: Row) -> str:
     defaults = operators.get_operator(row.workload.name).defaults
@@ -113,8 +115,15 @@ def header_lines(report: Report) -> list[str]:
 
 
 def warning_lines(report: Report) -> list[str]:
-    return [f"row {i} ({row.workload.name} {row.workload.shape}): {w}"
-            for i, row in enumerate(report.rows, 1) for w in row.warnings]
+    """Per-row notes: measurement warnings, and the ops fvcore counted as 0 FLOPs."""
+    lines = []
+    for i, row in enumerate(report.rows, 1):
+        where = f"row {i} ({row.workload.name} {row.workload.shape})"
+        lines += [f"{where}: {w}" for w in row.warnings]
+        if row.unsupported_ops:
+            lines.append(f"{where}: fvcore has no FLOP formula for {', '.join(sorted(row.unsupported_ops))} "
+                         "(counted as 0)")
+    return lines
 
 
 def export_json(report: Report, stream: TextIO, paper: bool = False) -> None:
@@ -128,7 +137,9 @@ def export_csv(report: Report, stream: TextIO, paper: bool = False) -> None:
 def export_markdown(report: Report, stream: TextIO, paper: bool = False) -> None:
     lines = header_lines(report)
     stream.write(lines[0] + "\n\n")
-    stream.write(_display(report, paper).to_markdown(index=False, disable_numparse=True) + "\n\n")
+    df = _display(report, paper)
+    align = ["left" if c in TEXT_COLUMNS else "right" for c in df.columns]
+    stream.write(df.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n\n")
     for line in lines[1:] + [f"- {w}" for w in warning_lines(report)]:
         stream.write(line + "\n")
 
@@ -139,7 +150,7 @@ def export_table(report: Report, stream: TextIO, paper: bool = False) -> None:
     table = Table(title=lines[0], caption="\n".join(lines[1:] + warning_lines(report)),
                   caption_justify="left", title_justify="left")
     for column in df.columns:
-        left = column in ("Operator", "Options", "Shape", "Status")
+        left = column in TEXT_COLUMNS
         table.add_column(column, justify="left" if left else "right", no_wrap=not left)
     for record in df.itertuples(index=False):
         table.add_row(*record)

@@ -43,8 +43,6 @@ def count_case(row: Row, module: torch.nn.Module, x: torch.Tensor, execution: Ex
     row.memory_ideal_elements = layers * op.memory_elements(shape.c, shape.h, shape.w, execution.batch, **params)
     row.memory_ideal_bytes = row.memory_ideal_elements * x.element_size()
     row.memory_impl = count_memory_access(module, x).to_dict()
-    if row.unsupported_ops:
-        row.warnings.append("fvcore counts these ops as 0 FLOPs: " + ", ".join(sorted(row.unsupported_ops)))
 
 
 def time_case(row: Row, module: torch.nn.Module, x: torch.Tensor, execution: Execution,

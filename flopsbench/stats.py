@@ -10,6 +10,7 @@ import numpy as np
 
 NOISE_THRESHOLD = 0.10  # IQR / median above this earns a warning
 OUTLIER_Z = 3.5  # modified z-score cut-off (Iglewicz and Hoaglin)
+OUTLIER_SHARE = 0.10  # more outliers than this share of >= 10 samples earns a warning
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def noise_warnings(stats: Stats) -> list[str]:
     if stats.noisy:
         warnings.append(f"noisy: IQR is {stats.relative_iqr:.0%} of the median; close other programs, "
                         "pin to an idle core with --cores, or collect longer with --min-time")
-    if stats.outliers and stats.outliers / stats.n > 0.05:
+    if stats.n >= 10 and stats.outliers / stats.n > OUTLIER_SHARE:
         warnings.append(f"{stats.outliers} of {stats.n} samples are outliers (MAD rule); "
                         "other load on the machine likely interfered; rerun or raise --min-time")
     return warnings

@@ -1,0 +1,67 @@
+"""Registry of whole models: each entry is data plus a tiny builder (timm style).
+
+A model here is a complete network measured as one workload (the paper's Table 3 rows), as
+opposed to an operator (one layer type stacked ``layers`` times, see ``_registry.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from torch import nn
+
+from operators._registry import InvalidParameter
+
+
+@dataclass(frozen=True)
+class ModelDef:
+    """One registered model.
+
+    ``build(**params)`` returns the model (random init, train mode as built; call ``.eval()``
+    before counting or timing). ``defaults`` lists every option ``build`` accepts with its
+    default value. ``input_resolution`` is the square input side the paper reports the model at
+    (FasterNet: 224). ``paper_label`` is the model's row name in the paper's Table 3
+    (``models[].name`` in fasternet_published.json), or None if the paper has no such row.
+    """
+
+    name: str
+    description: str
+    build: Callable[..., nn.Module]
+    defaults: Mapping[str, Any]
+    input_resolution: int = 224
+    paper_label: str | None = None
+
+    def resolve(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """This model's options: its defaults, replaced by any override it accepts."""
+        return {key: overrides.get(key, value) for key, value in self.defaults.items()}
+
+    def create(self, **params: Any) -> nn.Module:
+        """Build with the defaults, overridden by ``params``; an unknown option raises."""
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise InvalidParameter(unknown[0], f"model {self.name!r} has no option {unknown[0]!r}; "
+                                   f"options: {', '.join(self.defaults) or 'none'}")
+        return self.build(**self.resolve(params))
+
+
+_MODELS: dict[str, ModelDef] = {}
+
+
+def register_model(model: ModelDef) -> ModelDef:
+    if model.name in _MODELS:
+        raise ValueError(f"model {model.name!r} is already registered")
+    _MODELS[model.name] = model
+    return model
+
+
+def get_model(name: str) -> ModelDef:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(_MODELS)}") from None
+
+
+def list_models() -> list[str]:
+    """Registered names in registration order (the paper's Table 3 order within a family)."""
+    return list(_MODELS)
