@@ -59,13 +59,13 @@ def pinned(threads: int, cores: tuple[int, ...]) -> Iterator[None]:
     saved_affinity = thread_affinities()
     # Threads born while pinned get the affinity the caller had before.
     fallback = saved_affinity.get(threading.get_native_id(), allowed_cores())
-    torch.set_num_threads(threads)
-    for tid in saved_affinity:
-        try:
-            os.sched_setaffinity(tid, cores)
-        except (ProcessLookupError, PermissionError):
-            pass
     try:
+        torch.set_num_threads(threads)
+        for tid in saved_affinity:
+            try:
+                os.sched_setaffinity(tid, cores)
+            except (ProcessLookupError, PermissionError):
+                pass
         yield
     finally:
         torch.set_num_threads(saved_threads)

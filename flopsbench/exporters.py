@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 from typing import Callable, TextIO
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 import operators
 from flopsbench.paper import DEVICE_COLUMNS, table1_row
@@ -53,13 +55,16 @@ def frame(report: Report, paper: bool = False) -> pd.DataFrame:
             "FLOPS [G/s]": _scaled(derived["flops_per_s"], 1e9),
             "Throughput [1/s]": derived["throughput_per_s"],
             "Runs": stats.n if stats else None,
-            "Status": "ok" if row.status == "ok" and not row.warnings else
-                      ("warn" if row.status == "ok" else f"error: {row.error}"),
+            "Status": "error" if row.status != "ok" else ("warn" if row.warnings else "ok"),
+            "Error": row.error or "",
         }
         if paper:
             record.update(_paper_columns(row, report.execution.device, record["FLOPS [G/s]"]))
         records.append(record)
-    return pd.DataFrame.from_records(records)
+    df = pd.DataFrame.from_records(records)
+    if not df.empty:
+        df["Runs"] = df["Runs"].astype("Int64")  # stays integer beside error rows' missing values
+    return df
 
 
 def _paper_columns(row: Row, device: str, flops_g: float | None) -> dict:
@@ -80,11 +85,11 @@ def _scaled(value: float | None, unit: float) -> float | None:
 
 def _fmt(value) -> str:
     """Three significant figures at least, no exponent for everyday magnitudes."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
     if isinstance(value, str):
         return value
-    if isinstance(value, int):
+    if value is None or pd.isna(value):
+        return "–"
+    if isinstance(value, numbers.Integral):
         return f"{value:,}"
     if value == 0:
         return "0"
@@ -97,6 +102,7 @@ def _display(report: Report, paper: bool) -> pd.DataFrame:
     df = frame(report, paper)
     if df.empty:
         return df
+    df = df.drop(columns="Error")  # errors are listed under the table
     if not df["Options"].astype(bool).any():
         df = df.drop(columns="Options")
     return df.astype(object).map(_fmt)
@@ -115,10 +121,12 @@ def header_lines(report: Report) -> list[str]:
 
 
 def warning_lines(report: Report) -> list[str]:
-    """Per-row notes: measurement warnings, and the ops fvcore counted as 0 FLOPs."""
+    """Per-row notes: errors, measurement warnings, and the ops fvcore counted as 0 FLOPs."""
     lines = []
     for i, row in enumerate(report.rows, 1):
         where = f"row {i} ({row.workload.name} {row.workload.shape})"
+        if row.error:
+            lines.append(f"{where}: error: {row.error}")
         lines += [f"{where}: {w}" for w in row.warnings]
         if row.unsupported_ops:
             lines.append(f"{where}: fvcore has no FLOP formula for {', '.join(sorted(row.unsupported_ops))} "
@@ -151,9 +159,9 @@ def export_table(report: Report, stream: TextIO, paper: bool = False) -> None:
                   caption_justify="left", title_justify="left")
     for column in df.columns:
         left = column in TEXT_COLUMNS
-        table.add_column(column, justify="left" if left else "right", no_wrap=not left)
+        table.add_column(Text(column), justify="left" if left else "right", no_wrap=left)
     for record in df.itertuples(index=False):
-        table.add_row(*record)
+        table.add_row(*(Text(cell) for cell in record))  # text, not rich markup: '[ms]' stays
     interactive = hasattr(stream, "isatty") and stream.isatty()
     console = Console(file=stream, width=None if interactive else 220, force_terminal=interactive)
     console.print(table)

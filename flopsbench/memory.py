@@ -3,7 +3,7 @@
 Convention: each non-view aten op reads every distinct tensor it is given and writes every
 tensor it returns, at numel × element size bytes. Views (split, slice, view, ...) move no data
 and are free; allocations (empty) write nothing. A destination that an op only overwrites
-(``copy_``'s self, ``out=`` arguments) is written, not read. This is the traffic the kernels must
+(``copy_``'s self, out arguments) is written, not read. This is the traffic the kernels must
 at least move, the "implementation" counterpart of the paper's ideal formulas (Eqs. 2, 3, 5),
 and works on any module, whole models included.
 """
@@ -51,10 +51,9 @@ def _nbytes(t: torch.Tensor) -> int:
 
 def _overwritten_args(func) -> set[str]:
     """Names of arguments that the op writes without reading them first."""
-    names = {a.name for a in func._schema.arguments if a.alias_info is not None and a.alias_info.is_write}
     if func._schema.name in OVERWRITE_ONLY_OPS:
-        return names
-    return {n for n in names if n == "out"}
+        return {a.name for a in func._schema.arguments if a.alias_info is not None and a.alias_info.is_write}
+    return {a.name for a in func._schema.arguments if a.is_out}
 
 
 class MemoryAccessCounter(TorchDispatchMode):

@@ -4,23 +4,33 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from typer.core import TyperGroup
+
+# typer may ship its own copy of click: take the base class its exceptions really derive from.
+ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+_invoked_args: list[str] = []
+
+
+def invoked_args() -> list[str]:
+    """The arguments the CLI was called with (not the host process's sys.argv)."""
+    return list(_invoked_args)
 
 
 class OneLineErrors(TyperGroup):
     """User errors print one line naming the option and the fix, exit code 2, no traceback."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        _invoked_args[:] = sys.argv[1:] if args is None else list(args)
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.ClickException as exc:
+        except ClickException as exc:
             where = exc.ctx.command_path if getattr(exc, "ctx", None) else "flopsbench"
-            click.echo(f"{where}: error: {exc.format_message()}", err=True)
+            typer.echo(f"{where}: error: {exc.format_message()}", err=True)
             sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("flopsbench: aborted", err=True)
+        except typer.Abort:
+            typer.echo("flopsbench: aborted", err=True)
             sys.exit(130)
         if not standalone_mode:
             return result

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 import operators
-from flopsbench.cli import app
+from flopsbench.cli import app, invoked_args
 from flopsbench.cli.options import (DEVICES, FORMATS, bad, check_budget, check_choice, check_device, check_output,
                                     check_positive, check_results_dir, measure_and_report, parse_cores,
                                     parse_names, parse_ratio, parse_shapes, save_path)
@@ -75,7 +74,7 @@ def ops_command(
                           budget=TimingBudget(warmup_s=warmup, min_time_s=min_time, min_runs=min_runs,
                                               max_runs=max_runs, exact_runs=runs), seed=seed)
     report = Report(command="ops", execution=execution, environment=capture_environment(),
-                    argv=["flopsbench", *sys.argv[1:]])
+                    argv=["flopsbench", *invoked_args()])
     measure_and_report(report, workloads, fmt, output, save_path(results_dir, "ops", device) if save else None,
                        paper)
 

@@ -94,6 +94,8 @@ def parse_cores(text: str | None, threads: int) -> tuple[int, ...]:
         if not match:
             raise bad("--cores", f"{text!r} is not a core list; use e.g. 0 or 0,2-3")
         first, last = int(match[1]), int(match[2] or match[1])
+        if last < first:
+            raise bad("--cores", f"range {part.strip()!r} runs backwards; write it low-high, e.g. 0-3")
         cores.update(range(first, last + 1))
     unknown = sorted(cores - set(allowed))
     if unknown:

@@ -1,0 +1,95 @@
+"""Statistics over raw samples, on tiny data worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from flopsbench.stats import NOISE_THRESHOLD, OUTLIER_SHARE, noise_warnings, summarize
+
+
+def test_summarize_by_hand():
+    s = summarize([1, 2, 3, 4, 100])
+    assert s.n == 5
+    assert s.median_s == 3
+    assert (s.q1_s, s.q3_s, s.iqr_s) == (2, 4, 2)  # numpy linear percentiles
+    assert s.mean_s == 22
+    assert (s.min_s, s.max_s) == (1, 100)
+    # deviations from the mean -21 -20 -19 -18 78: sum of squares 7610, / (n-1) = 1902.5
+    assert s.stdev_s == pytest.approx(math.sqrt(1902.5))
+    # |x - 3| = 2 1 0 1 97 -> MAD 1; modified z = 0.6745·|x - 3| > 3.5 only for 100
+    assert s.mad_s == 1
+    assert s.outliers == 1
+    assert s.relative_iqr == pytest.approx(2 / 3)
+    assert s.noisy
+
+
+def test_quartiles_interpolate_linearly():
+    s = summarize([1, 2, 3, 4])
+    assert (s.q1_s, s.median_s, s.q3_s, s.iqr_s) == (1.75, 2.5, 3.25, 1.5)
+
+
+def test_input_order_does_not_matter():
+    assert summarize([100, 3, 1, 4, 2]) == summarize([1, 2, 3, 4, 100])
+
+
+def test_single_sample():
+    s = summarize([0.5])
+    assert (s.n, s.median_s, s.iqr_s, s.stdev_s, s.mad_s, s.outliers) == (1, 0.5, 0, 0, 0, 0)
+
+
+def test_zero_mad_counts_only_values_off_the_median():
+    s = summarize([5, 5, 5, 5, 6])
+    assert (s.mad_s, s.outliers) == (0, 1)
+    assert summarize([2, 2, 2]).outliers == 0
+
+
+def test_no_samples_raise():
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_to_dict_keeps_si_units():
+    data = summarize([1, 2, 3, 4, 100]).to_dict()
+    assert data["median_s"] == 3 and data["iqr_s"] == 2 and data["outliers"] == 1
+    assert all(k.endswith("_s") for k in data if k not in ("n", "outliers"))
+
+
+def test_noise_warning_names_an_option():
+    warnings = noise_warnings(summarize([1, 2, 3, 4, 100]))
+    assert len(warnings) == 1  # the outlier rule needs >= 10 samples
+    assert "IQR is 67% of the median" in warnings[0]
+    assert "--min-time" in warnings[0] or "--cores" in warnings[0]
+
+
+def test_quiet_samples_give_no_warning():
+    # median 1.02, IQR 1.03 - 1.01 = 0.02 (2%), MAD 0.01, no value beyond 3.5 / 0.6745 MADs
+    s = summarize([1.00, 1.01, 1.02, 1.03, 1.04])
+    assert s.outliers == 0 and not s.noisy
+    assert noise_warnings(s) == []
+
+
+def test_noise_threshold_is_strict():
+    # IQR 10.5 - 9.5 = 1 = 10% of the median 10: not above the threshold
+    at = summarize([9, 9.5, 10, 10.5, 11])
+    assert at.relative_iqr == NOISE_THRESHOLD == 0.10
+    assert not at.noisy
+    assert summarize([9, 9.4, 10, 10.6, 11]).noisy  # 12%
+
+
+def test_outlier_warning_needs_ten_samples_and_more_than_the_share():
+    # 4×1.00, 4×1.01, 5.0, 6.0: median 1.01, MAD 0.01 -> 2 outliers of 10 (20%); IQR 0.01 is quiet,
+    # so the only warning is the outlier one, and it names --min-time.
+    s = summarize([1.0] * 4 + [1.01] * 4 + [5.0, 6.0])
+    assert (s.n, s.outliers, s.noisy) == (10, 2, False)
+    warnings = noise_warnings(s)
+    assert len(warnings) == 1 and "2 of 10" in warnings[0] and "--min-time" in warnings[0]
+    # 1 outlier of 10 is exactly OUTLIER_SHARE (10%): not above it
+    s = summarize([1.0] * 4 + [1.01] * 5 + [5.0])
+    assert (s.n, s.outliers, s.noisy) == (10, 1, False)
+    assert OUTLIER_SHARE == 0.10 and noise_warnings(s) == []
+    # 2 outliers of 9: too few samples to judge
+    s = summarize([1.0] * 3 + [1.01] * 4 + [5.0, 6.0])
+    assert (s.n, s.outliers, s.noisy) == (9, 2, False)
+    assert noise_warnings(s) == []

@@ -1,0 +1,111 @@
+"""The timing loop against a fake clock: only the function under test advances time."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from flopsbench.spec import TimingBudget
+from flopsbench.timing import collect, warm_up
+
+
+class FakeClock:
+    """clock() returns the current fake time; fn() advances it by the next step. Counts both."""
+
+    def __init__(self, steps):
+        self.now = 0
+        self.reads = 0
+        self.calls = 0
+        self._steps = itertools.cycle(steps) if isinstance(steps, (list, tuple)) else itertools.repeat(steps)
+
+    def __call__(self):
+        self.reads += 1
+        return self.now
+
+    def fn(self):
+        self.calls += 1
+        self.now += next(self._steps)
+
+
+def budget(**kwargs) -> TimingBudget:
+    base = dict(warmup_s=0, warmup_runs=0, min_time_s=0, min_runs=1, max_runs=10_000, exact_runs=None)
+    base.update(kwargs)
+    return TimingBudget(**base)
+
+
+# --- collect --------------------------------------------------------------------------------------
+
+def test_samples_are_exactly_the_time_fn_took():
+    clock = FakeClock([3, 1, 4, 1, 5])
+    samples = collect(clock.fn, budget(exact_runs=5), clock)
+    assert samples == [3, 1, 4, 1, 5]
+    assert clock.calls == 5
+    assert clock.reads == 10  # two reads per sample, nothing else in between
+
+
+def test_fractional_steps_are_exact():
+    clock = FakeClock(0.25)
+    assert collect(clock.fn, budget(min_time_s=1.0, min_runs=1), clock) == [0.25] * 4
+
+
+@pytest.mark.parametrize("min_runs, min_time_s, expected", [
+    (3, 10, 10),   # time is the binding condition
+    (10, 2, 10),   # runs are the binding condition
+    (3, 2, 3),
+    (1, 0, 1),
+    (4, 4, 4),     # both met at once
+])
+def test_min_time_and_min_runs_are_both_required(min_runs, min_time_s, expected):
+    clock = FakeClock(1)
+    samples = collect(clock.fn, budget(min_runs=min_runs, min_time_s=min_time_s), clock)
+    assert samples == [1] * expected
+
+
+def test_min_time_counts_only_timed_calls():
+    """The budget is the sum of the samples: steps 2, 1, 2 reach 5 s after 3 calls (>=, not >)."""
+    clock = FakeClock([2, 1])
+    assert collect(clock.fn, budget(min_runs=1, min_time_s=5), clock) == [2, 1, 2]
+    clock = FakeClock([2, 1])
+    assert collect(clock.fn, budget(min_runs=1, min_time_s=5.5), clock) == [2, 1, 2, 1]
+
+
+def test_max_runs_caps_the_samples():
+    clock = FakeClock(1)
+    assert len(collect(clock.fn, budget(min_runs=3, min_time_s=1e9, max_runs=7), clock)) == 7
+    clock = FakeClock(1)
+    assert len(collect(clock.fn, budget(min_runs=50, min_time_s=0, max_runs=7), clock)) == 7
+
+
+def test_exact_runs_replaces_min_time_min_runs_and_max_runs():
+    clock = FakeClock(1)
+    assert collect(clock.fn, budget(exact_runs=12, min_runs=100, min_time_s=1e9, max_runs=5), clock) == [1] * 12
+    clock = FakeClock(1000)
+    assert collect(clock.fn, budget(exact_runs=2, min_runs=1, min_time_s=0), clock) == [1000, 1000]
+
+
+# --- warm_up --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("warmup_runs, warmup_s, expected", [
+    (3, 5, 5),     # time binds: 5 calls of 1 s
+    (6, 2, 6),     # count binds
+    (0, 0, 0),     # no warm-up at all
+    (2, 0, 2),
+    (0, 3, 3),
+])
+def test_warm_up_needs_both_time_and_count(warmup_runs, warmup_s, expected):
+    clock = FakeClock(1)
+    runs = warm_up(clock.fn, budget(warmup_runs=warmup_runs, warmup_s=warmup_s), clock)
+    assert runs == expected == clock.calls
+
+
+def test_warm_up_is_capped_by_max_runs():
+    clock = FakeClock(1)
+    assert warm_up(clock.fn, budget(warmup_runs=3, warmup_s=100, max_runs=4), clock) == 4
+    assert clock.calls == 4
+
+
+def test_default_budget_values():
+    b = TimingBudget()
+    assert (b.warmup_s, b.warmup_runs, b.min_time_s, b.min_runs, b.max_runs, b.exact_runs) == (
+        0.2, 3, 1.0, 10, 10_000, None)
