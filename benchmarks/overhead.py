@@ -16,7 +16,7 @@ import torch.utils.benchmark as tb
 import operators
 from flopsbench.cpu import pinned, set_interop_threads_once
 from flopsbench.report import Row
-from flopsbench.runner import build_case, time_case
+from flopsbench.runner import build_case, time_round
 from flopsbench.spec import Execution, Shape, TimingBudget, Workload
 
 
@@ -31,12 +31,12 @@ def main() -> None:
     set_interop_threads_once(1)
     op = operators.get_operator(args.op)
     workload = Workload(args.op, Shape.parse(args.shape), 10, tuple(op.defaults.items()))
-    execution = Execution(budget=TimingBudget(min_time_s=args.min_time))
+    execution = Execution(budget=TimingBudget(min_time_s=args.min_time, rounds=1))
     module, x = build_case(workload, execution)
     ours, theirs = [], []
     for _ in range(args.rounds):
         row = Row(workload)
-        time_case(row, module, x, execution)
+        time_round(row, module, x, execution, execution.budget.round_share(0))
         ours.append(row.stats.median_s)
         with pinned(execution.threads, execution.cores), torch.inference_mode():
             timer = tb.Timer("module(x)", globals={"module": module, "x": x}, num_threads=execution.threads)

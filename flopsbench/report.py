@@ -40,6 +40,7 @@ class Row:
     memory_ideal_bytes: int | None = None
     memory_impl: dict | None = None  # MemoryAccess.to_dict()
     samples_s: list[float] = field(default_factory=list)
+    round_sizes: list[int] = field(default_factory=list)  # samples taken in each timing round
     warmup_runs: int = 0
     affinity: dict | None = None
     warnings: list[str] = field(default_factory=list)

@@ -1,11 +1,13 @@
-"""Runs a workload on the CPU: build → count (FLOPs, params, memory) → time → a result row.
+"""Runs workloads on the CPU: build → count (FLOPs, params, memory) → time → result rows.
 
-A failure inside one case becomes an error row; Ctrl-C (KeyboardInterrupt) passes through so the
-caller can keep what is done."""
+Timing is interleaved: every case is built and counted first, then sampled in ``rounds`` that
+visit all cases in turn (see TimingBudget). A failure inside one case becomes an error row;
+Ctrl-C (KeyboardInterrupt) passes through so that the caller keeps what is done."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
@@ -15,11 +17,20 @@ from flopsbench.counting import count_flops, count_params
 from flopsbench.cpu import audit_affinity, pinned
 from flopsbench.memory import count_memory_access
 from flopsbench.report import Report, Row, utc_now
-from flopsbench.spec import Execution, Workload
+from flopsbench.spec import Execution, TimingBudget, Workload
 from flopsbench.stats import noise_warnings, summarize
 from flopsbench.timing import collect, warm_up
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class Case:
+    """A row and what it needs to be timed: the built module and its input."""
+
+    row: Row
+    module: torch.nn.Module | None = None
+    x: torch.Tensor | None = None
 
 
 def build_case(workload: Workload, execution: Execution) -> tuple[torch.nn.Module, torch.Tensor]:
@@ -45,41 +56,76 @@ def count_case(row: Row, module: torch.nn.Module, x: torch.Tensor, execution: Ex
     row.memory_impl = count_memory_access(module, x).to_dict()
 
 
-def time_case(row: Row, module: torch.nn.Module, x: torch.Tensor, execution: Execution,
-              clock: Callable[[], float] = time.perf_counter) -> None:
+def prepare_case(workload: Workload, execution: Execution) -> Case:
+    case = Case(Row(workload))
+    try:
+        case.module, case.x = build_case(workload, execution)
+        count_case(case.row, case.module, case.x, execution)
+    except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
+        fail(case, exc)
+    return case
+
+
+def time_round(row: Row, module: torch.nn.Module, x: torch.Tensor, execution: Execution,
+               budget: TimingBudget, clock: Callable[[], float] = time.perf_counter) -> None:
+    """Warm up, then append one round of samples to ``row``; only ``module(x)`` is timed."""
     def call() -> None:
         module(x)
 
+    if budget.exact_runs == 0:
+        return  # fewer exact runs than rounds: this round has no share
     with pinned(execution.threads, execution.cores), torch.inference_mode():
-        row.warmup_runs = warm_up(call, execution.budget, clock)
-        row.affinity = audit_affinity(execution.cores)  # while the case's threads are alive
-        row.samples_s = collect(call, execution.budget, clock)
-    if not row.affinity["all_within_cores"]:
+        row.warmup_runs += warm_up(call, budget, clock)
+        if row.affinity is None:
+            row.affinity = audit_affinity(execution.cores)  # while the case's threads are alive
+        samples = collect(call, budget, clock)
+    row.samples_s.extend(samples)
+    row.round_sizes.append(len(samples))
+
+
+def finish_row(row: Row, execution: Execution) -> None:
+    """Warnings that need every sample: noise, and threads found outside the pinned cores."""
+    if row.affinity is not None and not row.affinity["all_within_cores"]:
         row.warnings.append(f"some threads ran outside the pinned cores {list(execution.cores)}")
-    row.warnings.extend(noise_warnings(summarize(row.samples_s)))
+    if row.samples_s:
+        row.warnings.extend(noise_warnings(summarize(row.samples_s)))
+
+
+def fail(case: Case, exc: Exception) -> None:
+    case.row.status, case.row.error = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
+    case.module = case.x = None  # free the memory of a case that will not be timed
 
 
 def run_case(workload: Workload, execution: Execution) -> Row:
-    row = Row(workload)
-    try:
-        module, x = build_case(workload, execution)
-        count_case(row, module, x, execution)
-        time_case(row, module, x, execution)
-    except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
-        row.status, row.error = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return row
+    """One case on its own: count, then all rounds back to back."""
+    return run_all(Report("case", execution, {}), [workload]).rows[0]
 
 
 def run_all(report: Report, workloads: Iterable[Workload],
-            on_row: Callable[[Report, Row], None] = lambda report, row: None,
-            on_start: Callable[[Workload], None] = lambda workload: None) -> Report:
-    """Measure each workload in turn, appending rows to ``report`` and calling ``on_row`` after
-    each one (to save partial results). Leaves ``report.complete`` False if interrupted."""
+            on_step: Callable[[Report, str], None] = lambda report, label: None) -> Report:
+    """Prepare every workload (rows appear as they are counted), then time the rounds.
+    ``on_step`` runs after each counted case and each timed (case, round), e.g. to save
+    partial results; ``report.complete`` stays False if interrupted."""
+    execution = report.execution
+    cases = []
     for workload in workloads:
-        on_start(workload)
-        row = run_case(workload, report.execution)
-        report.rows.append(row)
-        on_row(report, row)
+        case = prepare_case(workload, execution)
+        cases.append(case)
+        report.rows.append(case.row)
+        on_step(report, f"counted {workload.name} {workload.shape}")
+    rounds = execution.budget.rounds
+    for index in range(rounds):
+        budget = execution.budget.round_share(index)
+        for case in cases:
+            if case.row.status != "ok":
+                continue
+            try:
+                time_round(case.row, case.module, case.x, execution, budget)
+            except Exception as exc:  # noqa: BLE001
+                fail(case, exc)
+            on_step(report, f"round {index + 1}/{rounds} {case.row.workload.name} {case.row.workload.shape}")
+    for case in cases:
+        finish_row(case.row, execution)
     report.complete = True
     report.finished_utc = utc_now()
     return report

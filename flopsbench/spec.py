@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 DTYPES = ("fp32", "fp16", "bf16")
@@ -60,7 +60,11 @@ class Workload:
 @dataclass(frozen=True)
 class TimingBudget:
     """Warm-up, then samples until both ``min_time_s`` and ``min_runs`` are met, at most
-    ``max_runs``; ``exact_runs`` replaces all three with a fixed count."""
+    ``max_runs``; ``exact_runs`` replaces all three with a fixed count.
+
+    The sampling is split into ``rounds`` that visit every case in turn, so that a slow phase
+    of a shared machine is spread over all cases instead of landing on one; each round warms
+    up again and takes its share of the time and run counts."""
 
     warmup_s: float = 0.2
     warmup_runs: int = 3
@@ -68,6 +72,14 @@ class TimingBudget:
     min_runs: int = 10
     max_runs: int = 10_000
     exact_runs: int | None = None
+    rounds: int = 3
+
+    def round_share(self, index: int) -> "TimingBudget":
+        """The budget of round ``index`` (0-based) of ``rounds``."""
+        n = self.rounds
+        exact = None if self.exact_runs is None else self.exact_runs // n + (index < self.exact_runs % n)
+        return replace(self, min_time_s=self.min_time_s / n, min_runs=-(-self.min_runs // n),
+                       max_runs=-(-self.max_runs // n), exact_runs=exact, rounds=1)
 
 
 @dataclass(frozen=True)

@@ -213,42 +213,46 @@ def test_run_all_keeps_going_after_an_invalid_case(tiny_execution):
     report = Report(command="ops", execution=tiny_execution, environment={})
     bad = Workload("gconv", Shape(20, 8, 8), 1, (("kernel_size", 3), ("groups", 16)))  # 20 % 16 != 0
     good = Workload("dwconv", Shape(16, 8, 8), 1, (("kernel_size", 3),))
-    run_all(report, [bad, good], on_row=lambda rep, row: seen.append(row.status))
-    assert seen == ["error", "ok"]
+    run_all(report, [bad, good], on_step=lambda rep, label: seen.append(label))
+    # both are counted (the bad one fails there), then only the good one is timed, once a round
+    assert seen == ["counted gconv 20x8x8", "counted dwconv 16x8x8",
+                    "round 1/3 dwconv 16x8x8", "round 2/3 dwconv 16x8x8", "round 3/3 dwconv 16x8x8"]
     assert report.rows[0].status == "error" and "InvalidParameter" in report.rows[0].error
     assert "groups" in report.rows[0].error
     assert report.rows[1].flops == 64 * 9 * 16 and len(report.rows[1].samples_s) == 2
     assert report.complete is True and report.finished_utc is not None
 
 
-def _interrupt_on_second_call(monkeypatch):
-    real_run_case = flopsbench.runner.run_case
+def _interrupt_on_second_timing(monkeypatch):
+    """Ctrl-C while the second case of the first round is being timed."""
+    real_time_round = flopsbench.runner.time_round
     calls = []
 
-    def run_case(workload, execution):
-        calls.append(workload.name)
+    def time_round(row, *args, **kwargs):
+        calls.append(row.workload.name)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real_run_case(workload, execution)
+        return real_time_round(row, *args, **kwargs)
 
-    monkeypatch.setattr(flopsbench.runner, "run_case", run_case)
+    monkeypatch.setattr(flopsbench.runner, "time_round", time_round)
     return calls
 
 
 def test_run_all_interrupted_is_incomplete(monkeypatch, tiny_execution):
-    calls = _interrupt_on_second_call(monkeypatch)
+    calls = _interrupt_on_second_timing(monkeypatch)
     report = Report(command="ops", execution=tiny_execution, environment={})
     workloads = [Workload("pwconv", Shape(16, 8, 8), 1), Workload("pwconv", Shape(8, 8, 8), 1),
                  Workload("pwconv", Shape(4, 8, 8), 1)]
     with pytest.raises(KeyboardInterrupt):
         run_all(report, workloads)
     assert calls == ["pwconv", "pwconv"]
-    assert len(report.rows) == 1 and report.rows[0].status == "ok"
+    assert [len(r.samples_s) for r in report.rows] == [1, 0, 0]  # round 1's share of --runs 2 was 1
+    assert all(r.status == "ok" and r.flops for r in report.rows)  # all three were counted
     assert report.complete is False and report.finished_utc is None
 
 
 def test_ctrl_c_keeps_finished_rows(monkeypatch, tmp_path):
-    _interrupt_on_second_call(monkeypatch)
+    _interrupt_on_second_timing(monkeypatch)
     results = tmp_path / "results"
     result = invoke(["ops", "--op", "conv,pconv,pwconv", *ONE, "--format", "csv",
                      "--save", "--results-dir", results])
@@ -258,8 +262,10 @@ def test_ctrl_c_keeps_finished_rows(monkeypatch, tmp_path):
     assert len(saved) == 1
     data = json.loads(saved[0].read_text())
     assert data["complete"] is False and data["finished_utc"] is None
-    assert len(data["rows"]) == 1 and data["rows"][0]["workload"]["name"] == "conv"
-    assert data["rows"][0]["status"] == "ok"
+    assert [r["workload"]["name"] for r in data["rows"]] == ["conv", "pconv", "pwconv"]
+    assert [len(r["samples_s"]) for r in data["rows"]] == [1, 0, 0]  # conv's first round survived
     assert "INCOMPLETE" in saved[0].with_suffix(".md").read_text()
-    assert [r["Operator"] for r in csv.DictReader(io.StringIO(result.stdout))] == ["conv"]
-    assert any("interrupted" in line and "1 of 3" in line for line in stderr_lines(result))
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["Operator"], r["Runs"]) for r in rows] == [("conv", "1"), ("pconv", ""), ("pwconv", "")]
+    # 3 counted + 1 timed step of 3 × (1 + 3 rounds)
+    assert any("interrupted after 4 of 12 steps" in line for line in stderr_lines(result))

@@ -109,3 +109,44 @@ def test_default_budget_values():
     b = TimingBudget()
     assert (b.warmup_s, b.warmup_runs, b.min_time_s, b.min_runs, b.max_runs, b.exact_runs) == (
         0.2, 3, 1.0, 10, 10_000, None)
+
+
+# --- rounds ------------------------------------------------------------------------------------------
+
+def test_round_share_splits_time_and_counts():
+    budget = TimingBudget(warmup_s=0.2, warmup_runs=3, min_time_s=1.5, min_runs=10, max_runs=100, rounds=3)
+    share = budget.round_share(0)
+    assert share.min_time_s == pytest.approx(0.5)
+    assert (share.min_runs, share.max_runs, share.rounds) == (4, 34, 1)  # ceil(10/3), ceil(100/3)
+    assert (share.warmup_s, share.warmup_runs) == (0.2, 3)  # every round warms up again
+
+
+def test_round_share_distributes_exact_runs():
+    budget = TimingBudget(exact_runs=7, rounds=3)
+    assert [budget.round_share(i).exact_runs for i in range(3)] == [3, 2, 2]
+    assert [TimingBudget(exact_runs=2, rounds=3).round_share(i).exact_runs for i in range(3)] == [1, 1, 0]
+
+
+def test_rounds_interleave_cases(tiny_execution, monkeypatch):
+    """Every case gets a share of every round, in case order within a round."""
+    from dataclasses import replace
+
+    import flopsbench.runner as runner
+    from flopsbench.report import Report
+    from flopsbench.spec import Shape, Workload
+
+    order = []
+    real = runner.time_round
+
+    def spy(row, *args, **kwargs):
+        order.append(str(row.workload.shape))
+        return real(row, *args, **kwargs)
+
+    execution = replace(tiny_execution, budget=replace(tiny_execution.budget, exact_runs=6, rounds=3))
+    report = Report("ops", execution, {})
+    workloads = [Workload("pwconv", Shape(8, 4, 4), 1), Workload("pwconv", Shape(4, 4, 4), 1)]
+    monkeypatch.setattr(runner, "time_round", spy)
+    runner.run_all(report, workloads)
+    assert order == ["8x4x4", "4x4x4"] * 3
+    assert [row.round_sizes for row in report.rows] == [[2, 2, 2], [2, 2, 2]]
+    assert all(len(row.samples_s) == 6 for row in report.rows)

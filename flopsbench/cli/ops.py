@@ -43,6 +43,8 @@ def ops_command(
     min_runs: int = typer.Option(10, help="...and at least this many samples..."),
     max_runs: int = typer.Option(10_000, help="...but never more than this many."),
     runs: Optional[int] = typer.Option(None, help="Exactly this many samples (overrides the three above)."),
+    rounds: int = typer.Option(3, help="Split sampling into rounds that visit every case in turn, "
+                                       "so machine noise spreads over all rows (1 = one case at a time)."),
     fmt: str = typer.Option("table", "--format", help="Output view: " + ", ".join(FORMATS) + "."),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the view to FILE ('-' = stdout)."),
     save: bool = typer.Option(False, help="Also save JSON (written as rows finish) and Markdown into --results-dir."),
@@ -61,6 +63,7 @@ def ops_command(
     check_positive(batch, "--batch")
     pinned_cores = parse_cores(cores, threads)
     check_budget(min_time, min_runs, max_runs, runs, warmup)
+    check_positive(rounds, "--rounds")
     overrides = {"kernel_size": kernel, "groups": groups, "forward_mode": pconv_mode,
                  "ratio": None if ratio is None else parse_ratio(ratio)}
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -72,7 +75,8 @@ def ops_command(
     set_interop_threads_once(1)
     execution = Execution(device=device, dtype=dtype, batch=batch, threads=threads, cores=pinned_cores,
                           budget=TimingBudget(warmup_s=warmup, min_time_s=min_time, min_runs=min_runs,
-                                              max_runs=max_runs, exact_runs=runs), seed=seed)
+                                              max_runs=max_runs, exact_runs=runs, rounds=rounds),
+                          seed=seed)
     report = Report(command="ops", execution=execution, environment=capture_environment(),
                     argv=["flopsbench", *invoked_args()])
     measure_and_report(report, workloads, fmt, output, save_path(results_dir, "ops", device) if save else None,

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from flopsbench.cpu import allowed_cores
 from flopsbench.exporters import EXPORTERS, render
-from flopsbench.report import Report, Row, write_atomically
+from flopsbench.report import Report, write_atomically
 from flopsbench.runner import run_all
 from flopsbench.spec import Shape, Workload
 
@@ -162,50 +162,39 @@ def check_results_dir(results_dir: Path) -> None:
 
 def measure_and_report(report: Report, workloads: list[Workload], fmt: str, output: str | None,
                        save: Path | None, paper: bool) -> None:
-    """Run every workload with a progress bar on stderr, saving the JSON as rows finish, then
-    write the chosen view. Ctrl-C keeps the finished rows, marked incomplete (exit 130)."""
+    """Run every workload with a progress bar on stderr, saving the JSON after each step, then
+    write the chosen view. Ctrl-C keeps what is done, marked incomplete (exit 130)."""
     stderr = Console(stderr=True)
-
-    def save_partial(report: Report, row: Row | None = None) -> None:
-        if save is not None:
-            write_atomically(save, report.to_json())
-
+    steps = len(workloads) * (1 + report.execution.budget.rounds)  # count each, then time each round
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=stderr, auto_refresh=False, transient=True)
-    task = progress.add_task("measuring", total=len(workloads))
+    task = progress.add_task("counting", total=steps)
 
-    def on_start(workload: Workload) -> None:
-        progress.update(task, description=f"{workload.name} {workload.shape}")
-        progress.refresh()
-
-    def on_row(report: Report, row: Row) -> None:
-        save_partial(report)
-        progress.advance(task)
+    def on_step(report: Report, label: str) -> None:
+        if save is not None:
+            write_atomically(save, report.to_json())
+        progress.update(task, advance=1, description=label)
         progress.refresh()
 
     interrupted = False
     with progress:
         try:
-            run_all(report, workloads, on_row=on_row, on_start=on_start)
+            run_all(report, workloads, on_step=on_step)
         except KeyboardInterrupt:
             interrupted = True
-    save_partial(report)
     if save is not None:
+        write_atomically(save, report.to_json())
         write_atomically(save.with_suffix(".md"), render(report, "md", paper))
         stderr.print(f"saved {save} and {save.with_suffix('.md').name}")
-    text = render(report, fmt, paper)
     if output is None or output == "-":
-        if fmt == "table":
-            EXPORTERS["table"](report, sys.stdout, paper)
-        else:
-            sys.stdout.write(text)
+        EXPORTERS[fmt](report, sys.stdout, paper)
     else:
-        write_atomically(Path(output), text)
+        write_atomically(Path(output), render(report, fmt, paper))
         stderr.print(f"wrote {output}")
     for row in report.rows:
         if row.status != "ok":
             stderr.print(f"[red]error[/red] {row.workload.name} {row.workload.shape}: {row.error}")
     if interrupted:
-        stderr.print(f"interrupted: {len(report.rows)} of {len(workloads)} rows measured; "
-                     "the report is marked incomplete")
+        stderr.print(f"interrupted after {progress.tasks[0].completed:.0f} of {steps} steps; the report "
+                     "is marked incomplete and holds the samples taken so far")
         raise typer.Exit(130)
