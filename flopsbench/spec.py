@@ -63,22 +63,24 @@ class TimingBudget:
     ``max_runs``; ``exact_runs`` replaces all three with a fixed count.
 
     The sampling is split into ``rounds`` that visit every case in turn, so that a slow phase
-    of a shared machine is spread over all cases instead of landing on one; each round warms
-    up again and takes its share of the time and run counts."""
+    of a shared machine is spread over all cases instead of landing on one. Each round takes
+    its share of the time and run counts; the first warms up fully, later ones only re-run
+    ``warmup_runs`` calls to bring caches back."""
 
     warmup_s: float = 0.2
     warmup_runs: int = 3
-    min_time_s: float = 1.0
+    min_time_s: float = 2.0
     min_runs: int = 10
     max_runs: int = 10_000
     exact_runs: int | None = None
-    rounds: int = 3
+    rounds: int = 4
 
     def round_share(self, index: int) -> "TimingBudget":
         """The budget of round ``index`` (0-based) of ``rounds``."""
         n = self.rounds
         exact = None if self.exact_runs is None else self.exact_runs // n + (index < self.exact_runs % n)
-        return replace(self, min_time_s=self.min_time_s / n, min_runs=-(-self.min_runs // n),
+        return replace(self, warmup_s=self.warmup_s if index == 0 else 0.0,
+                       min_time_s=self.min_time_s / n, min_runs=-(-self.min_runs // n),
                        max_runs=-(-self.max_runs // n), exact_runs=exact, rounds=1)
 
 

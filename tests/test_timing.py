@@ -107,8 +107,8 @@ def test_warm_up_is_capped_by_max_runs():
 
 def test_default_budget_values():
     b = TimingBudget()
-    assert (b.warmup_s, b.warmup_runs, b.min_time_s, b.min_runs, b.max_runs, b.exact_runs) == (
-        0.2, 3, 1.0, 10, 10_000, None)
+    assert (b.warmup_s, b.warmup_runs, b.min_time_s, b.min_runs, b.max_runs, b.exact_runs, b.rounds) == (
+        0.2, 3, 2.0, 10, 10_000, None, 4)
 
 
 # --- rounds ------------------------------------------------------------------------------------------
@@ -118,7 +118,8 @@ def test_round_share_splits_time_and_counts():
     share = budget.round_share(0)
     assert share.min_time_s == pytest.approx(0.5)
     assert (share.min_runs, share.max_runs, share.rounds) == (4, 34, 1)  # ceil(10/3), ceil(100/3)
-    assert (share.warmup_s, share.warmup_runs) == (0.2, 3)  # every round warms up again
+    assert (share.warmup_s, share.warmup_runs) == (0.2, 3)  # the first round warms up fully
+    assert (budget.round_share(1).warmup_s, budget.round_share(1).warmup_runs) == (0.0, 3)  # later: calls only
 
 
 def test_round_share_distributes_exact_runs():

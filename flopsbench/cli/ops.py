@@ -39,11 +39,11 @@ def ops_command(
     ratio: Optional[str] = typer.Option(None, help="PConv partial ratio r = c_p/c, e.g. 1/4 (default)."),
     pconv_mode: Optional[str] = typer.Option(None, help="PConv forward: split_cat (default) or slicing (inference only)."),
     warmup: float = typer.Option(0.2, help="Warm-up seconds (at least 3 calls) before timing."),
-    min_time: float = typer.Option(1.0, help="Keep sampling until this many seconds are timed..."),
+    min_time: float = typer.Option(2.0, help="Keep sampling until this many seconds are timed..."),
     min_runs: int = typer.Option(10, help="...and at least this many samples..."),
     max_runs: int = typer.Option(10_000, help="...but never more than this many."),
     runs: Optional[int] = typer.Option(None, help="Exactly this many samples (overrides the three above)."),
-    rounds: int = typer.Option(3, help="Split sampling into rounds that visit every case in turn, "
+    rounds: int = typer.Option(4, help="Split sampling into rounds that visit every case in turn, "
                                        "so machine noise spreads over all rows (1 = one case at a time)."),
     fmt: str = typer.Option("table", "--format", help="Output view: " + ", ".join(FORMATS) + "."),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the view to FILE ('-' = stdout)."),
