@@ -18,7 +18,7 @@ from flopsbench.cpu import audit_affinity, pinned
 from flopsbench.memory import count_memory_access
 from flopsbench.report import Report, Row, utc_now
 from flopsbench.spec import Execution, TimingBudget, Workload
-from flopsbench.stats import noise_warnings, summarize
+from flopsbench.stats import noise_warnings, round_medians, summarize
 from flopsbench.timing import collect, warm_up
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -88,7 +88,8 @@ def finish_row(row: Row, execution: Execution) -> None:
     if row.affinity is not None and not row.affinity["all_within_cores"]:
         row.warnings.append(f"some threads ran outside the pinned cores {list(execution.cores)}")
     if row.samples_s:
-        row.warnings.extend(noise_warnings(summarize(row.samples_s)))
+        medians = round_medians(row.samples_s, row.round_sizes)
+        row.warnings.extend(noise_warnings(summarize(row.samples_s), medians))
 
 
 def fail(case: Case, exc: Exception) -> None:

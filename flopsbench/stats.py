@@ -11,6 +11,7 @@ import numpy as np
 NOISE_THRESHOLD = 0.10  # IQR / median above this earns a warning
 OUTLIER_Z = 3.5  # modified z-score cut-off (Iglewicz and Hoaglin)
 OUTLIER_SHARE = 0.10  # more outliers than this share of >= 10 samples earns a warning
+DRIFT_THRESHOLD = 0.05  # round medians spreading more than this (of the median) earn a warning
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,25 @@ def summarize(samples: list[float]) -> Stats:
     )
 
 
-def noise_warnings(stats: Stats) -> list[str]:
+def round_medians(samples: list[float], round_sizes: list[int]) -> list[float]:
+    """The median of each timing round's samples (rounds without samples are skipped)."""
+    medians, start = [], 0
+    for size in round_sizes:
+        if size:
+            medians.append(float(np.median(samples[start:start + size])))
+        start += size
+    return medians
+
+
+def noise_warnings(stats: Stats, medians_by_round: list[float] = ()) -> list[str]:
     """Warnings that name the option that helps, as hyperfine does."""
     warnings = []
+    if len(medians_by_round) > 1:
+        spread = (max(medians_by_round) - min(medians_by_round)) / stats.median_s
+        if spread > DRIFT_THRESHOLD:
+            warnings.append(f"drift: the medians of the {len(medians_by_round)} timing rounds span "
+                            f"{spread:.0%} of the median; the machine's speed changed during the run "
+                            "(other load); rerun when it is quieter, or raise --min-time")
     if stats.noisy:
         warnings.append(f"noisy: IQR is {stats.relative_iqr:.0%} of the median; close other programs, "
                         "pin to an idle core with --cores, or collect longer with --min-time")

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from flopsbench.stats import NOISE_THRESHOLD, OUTLIER_SHARE, noise_warnings, summarize
+from flopsbench.stats import NOISE_THRESHOLD, OUTLIER_SHARE, noise_warnings, summarize, round_medians
 
 
 def test_summarize_by_hand():
@@ -93,3 +93,15 @@ def test_outlier_warning_needs_ten_samples_and_more_than_the_share():
     s = summarize([1.0] * 3 + [1.01] * 4 + [5.0, 6.0])
     assert (s.n, s.outliers, s.noisy) == (9, 2, False)
     assert noise_warnings(s) == []
+
+
+def test_round_medians_follow_round_sizes():
+    samples = [1.0, 3.0, 2.0, 10.0, 20.0, 5.0]
+    assert round_medians(samples, [3, 0, 2, 1]) == [2.0, 15.0, 5.0]
+
+
+def test_drift_between_rounds_is_flagged():
+    quiet = summarize([1.0] * 8)
+    assert noise_warnings(quiet, [1.0, 1.04]) == []  # 4 % spread: within the threshold
+    (warning,) = noise_warnings(quiet, [1.0, 1.0, 1.12])
+    assert warning.startswith("drift:") and "12%" in warning and "--min-time" in warning
