@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 import numbers
+from pathlib import Path
 from typing import Callable, TextIO
 
 import pandas as pd
@@ -14,7 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 import operators
-from flopsbench.paper import DEVICE_COLUMNS, table1_row
+from operators.baselines import resolve_model
+from flopsbench.paper import DEVICE_COLUMNS, table1_row, table3_row
 from flopsbench.report import Report, Row
 
 FLOPS_NOTE = "FLOPs: fvcore count, 1 multiply-add = 1 FLOP (FasterNet paper footnote 1)."
@@ -22,61 +24,121 @@ MEMORY_NOTE = ("Memory access in MB (10^6 bytes): 'ideal' is the paper's formula
                "elements incl. weights, × element size); 'impl' is what the executed aten ops read "
                "and write (views free).")
 
-TEXT_COLUMNS = ("Operator", "Options", "Shape", "Status")
+TEXT_COLUMNS = ("Operator", "Model", "Options", "Shape", "Input", "Status")
+
+
+def _defaults(row: Row) -> dict:
+    if row.workload.kind == "model":
+        return dict(resolve_model(row.workload.name).defaults)
+    return dict(operators.get_operator(row.workload.name).defaults)
+
+MODEL_NOTE = ("Models: Tab. 3 FLOPs = fvcore on the unfused eval model (BN counted, as the paper's Table 3); "
+              "Tab. 8 = with BN folded into convs (the README / Table 8 count), which is the model timed "
+              "unless bn=unfused. Params = all parameters of the unfused model. Mem impl in MB (10^6 bytes): "
+              "what the executed aten ops read and write. FLOPS = timed model's FLOPs / median.")
 
 
 def _params_label(row: Row) -> str:
-    defaults = operators.get_operator(row.workload.name).defaults
+    """The options that differ from the registered defaults, e.g. 'ratio=0.5'."""
+    defaults = _defaults(row)
     changed = {k: v for k, v in row.workload.param_dict.items() if defaults.get(k) != v}
+    if row.workload.kind == "model":
+        changed.update({"bn": "unfused"} if not row.workload.fuse_bn else {})
+        changed.update({"weights": Path(row.workload.weights).name} if row.workload.weights else {})
     return ",".join(f"{k}={v}" for k, v in changed.items())
 
 
 def frame(report: Report, paper: bool = False) -> pd.DataFrame:
     """One line per row, display units named in the column headers; values unrounded."""
-    records = []
-    batch = report.execution.batch
-    for row in report.rows:
-        stats = row.stats
-        mem_impl = row.memory_impl_bytes
-        derived = row.to_dict(batch)["derived"]
-        record = {
-            "Operator": row.workload.name,
-            "Options": _params_label(row),
-            "Shape": str(row.workload.shape),
-            "Layers": row.workload.layers,
-            "Batch": batch,
-            "Params [K]": _scaled(row.params, 1e3),
-            "FLOPs [M]": _scaled(row.flops, 1e6),
-            "Mem ideal [MB]": _scaled(row.memory_ideal_bytes, 1e6),
-            "Mem impl [MB]": _scaled(mem_impl, 1e6),
-            "Intensity [FLOP/B]": derived["arithmetic_intensity_flop_per_byte"],
-            "Median [ms]": _scaled(stats and stats.median_s, 1e-3),
-            "IQR [ms]": _scaled(stats and stats.iqr_s, 1e-3),
-            "FLOPS [G/s]": _scaled(derived["flops_per_s"], 1e9),
-            "Throughput [1/s]": derived["throughput_per_s"],
-            "Runs": stats.n if stats else None,
-            "Status": "error" if row.status != "ok" else ("warn" if row.warnings else "ok"),
-            "Error": row.error or "",
-        }
-        if paper:
-            record.update(_paper_columns(row, report.execution.device, record["FLOPS [G/s]"]))
-        records.append(record)
+    records = [(_model_record if row.workload.kind == "model" else _operator_record)(row, report, paper)
+               for row in report.rows]
     df = pd.DataFrame.from_records(records)
     if not df.empty:
         df["Runs"] = df["Runs"].astype("Int64")  # stays integer beside error rows' missing values
     return df
 
 
-def _paper_columns(row: Row, device: str, flops_g: float | None) -> dict:
-    ref = table1_row(row.workload)
-    time_key, flops_key = DEVICE_COLUMNS[device]
-    unit = "[img/s]" if device == "cuda" else "[ms]"
-    paper_flops = ref[flops_key] if ref else None
+def _timing_columns(row: Row, batch: int) -> dict:
+    stats = row.stats
+    derived = row.to_dict(batch)["derived"]
     return {
-        f"Paper {device} {'throughput' if device == 'cuda' else 'latency'} {unit}": ref[time_key] if ref else None,
-        f"Paper {device} FLOPS [G/s]": paper_flops,
-        "FLOPS / paper": flops_g / paper_flops if flops_g and paper_flops else None,
+        "Mem impl [MB]": _scaled(row.memory_impl_bytes, 1e6),
+        "Intensity [FLOP/B]": derived["arithmetic_intensity_flop_per_byte"],
+        "Median [ms]": _scaled(stats and stats.median_s, 1e-3),
+        "IQR [ms]": _scaled(stats and stats.iqr_s, 1e-3),
+        "FLOPS [G/s]": _scaled(derived["flops_per_s"], 1e9),
+        "Throughput [1/s]": derived["throughput_per_s"],
+        "Runs": stats.n if stats else None,
+        "Status": "error" if row.status != "ok" else ("warn" if row.warnings else "ok"),
+        "Error": row.error or "",
     }
+
+
+def _operator_record(row: Row, report: Report, paper: bool) -> dict:
+    record = {
+        "Operator": row.workload.name,
+        "Options": _params_label(row),
+        "Shape": str(row.workload.shape),
+        "Layers": row.workload.layers,
+        "Batch": report.execution.batch,
+        "Params [K]": _scaled(row.params, 1e3),
+        "FLOPs [M]": _scaled(row.flops, 1e6),
+        "Mem ideal [MB]": _scaled(row.memory_ideal_bytes, 1e6),
+        **_timing_columns(row, report.execution.batch),
+    }
+    if paper:
+        ref = table1_row(row.workload)
+        time_key, flops_key = DEVICE_COLUMNS[report.execution.device]
+        record.update(_paper_time_columns(ref, time_key, report.execution.device))
+        paper_flops = ref[flops_key] if ref else None
+        record[f"Paper {report.execution.device} FLOPS [G/s]"] = paper_flops
+        flops = record["FLOPS [G/s]"]
+        record["FLOPS / paper"] = flops / paper_flops if flops and paper_flops else None
+    return record
+
+
+def _model_record(row: Row, report: Report, paper: bool) -> dict:
+    record = {
+        "Model": row.workload.name,
+        "Options": _params_label(row),
+        "Input": str(row.workload.shape),
+        "Batch": report.execution.batch,
+        "Params [M]": _scaled(row.params, 1e6),
+        "FLOPs [G] (Tab. 3, unfused)": _scaled(row.flops_unfused, 1e9),
+        "FLOPs [G] (Tab. 8, BN fused)": _scaled(row.flops_fused, 1e9),
+        **_timing_columns(row, report.execution.batch),
+    }
+    if paper:
+        ref = table3_row(row.workload)
+        time_key, _ = DEVICE_COLUMNS[report.execution.device]
+        record["Paper params [M]"] = ref["params_M"] if ref else None
+        record["Paper FLOPs [G]"] = ref["flops_G"] if ref else None
+        record.update(_paper_time_columns(ref, time_key, report.execution.device))
+        paper_ms = ref[time_key] if ref and report.execution.device != "cuda" else None
+        median = record["Median [ms]"]
+        record["Latency / paper"] = median / paper_ms if median and paper_ms else None
+    return record
+
+
+def _paper_time_columns(ref: dict | None, time_key: str, device: str) -> dict:
+    label = "throughput [img/s]" if device == "cuda" else "latency [ms]"
+    return {f"Paper {device} {label}": ref[time_key] if ref else None}
+
+
+def breakdown_frame(row: Row) -> pd.DataFrame:
+    """Where one model's time, FLOPs and memory go, per part, with each part's share."""
+    parts = [p for p in row.breakdown or [] if p["type"] != "Identity"]  # e.g. a BN folded away
+    total_time = sum(p["median_s"] or 0 for p in parts) or None
+    total_flops = sum(p["flops"] for p in parts) or None
+    return pd.DataFrame.from_records([{
+        "Part": p["part"], "Type": p["type"],
+        "FLOPs [M]": p["flops"] / 1e6,
+        "FLOPs [%]": 100 * p["flops"] / total_flops if total_flops else None,
+        "Mem [MB]": p["memory_bytes"] / 1e6,
+        "Median [ms]": _scaled(p["median_s"], 1e-3),
+        "Time [%]": 100 * p["median_s"] / total_time if total_time and p["median_s"] else None,
+        "FLOPS [G/s]": p["flops"] / p["median_s"] / 1e9 if p["median_s"] else None,
+    } for p in parts])
 
 
 def _scaled(value: float | None, unit: float) -> float | None:
@@ -116,7 +178,7 @@ def header_lines(report: Report) -> list[str]:
         f"{ex.threads} thread(s) pinned to cores {list(ex.cores)}, batch {ex.batch}, {ex.dtype}, "
         f"torch {env.get('libraries', {}).get('torch')}{state}",
         FLOPS_NOTE,
-        MEMORY_NOTE,
+        MODEL_NOTE if report.command == "model" else MEMORY_NOTE,
     ]
 
 
@@ -142,29 +204,45 @@ def export_csv(report: Report, stream: TextIO, paper: bool = False) -> None:
     frame(report, paper).to_csv(stream, index=False, lineterminator="\n")
 
 
+def _breakdowns(report: Report) -> list[tuple[str, pd.DataFrame]]:
+    """(title, formatted frame) for each row that has a breakdown."""
+    depth = report.execution.breakdown_depth
+    return [(f"Breakdown of {row.workload.name} {row.workload.shape} (modules at depth {depth}; "
+             "each part timed alone on its own input)", breakdown_frame(row).astype(object).map(_fmt))
+            for row in report.rows if row.breakdown]
+
+
+def _markdown_table(df: pd.DataFrame) -> str:
+    align = ["left" if c in TEXT_COLUMNS + ("Part", "Type") else "right" for c in df.columns]
+    return df.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
 def export_markdown(report: Report, stream: TextIO, paper: bool = False) -> None:
     lines = header_lines(report)
-    stream.write(lines[0] + "\n\n")
-    df = _display(report, paper)
-    align = ["left" if c in TEXT_COLUMNS else "right" for c in df.columns]
-    stream.write(df.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n\n")
+    stream.write(lines[0] + "\n\n" + _markdown_table(_display(report, paper)) + "\n\n")
     for line in lines[1:] + [f"- {w}" for w in warning_lines(report)]:
         stream.write(line + "\n")
+    for title, df in _breakdowns(report):
+        stream.write(f"\n{title}\n\n{_markdown_table(df)}\n")
+
+
+def _rich_table(df: pd.DataFrame, title: str, caption: str | None = None) -> Table:
+    table = Table(title=title, caption=caption, caption_justify="left", title_justify="left")
+    for column in df.columns:
+        left = column in TEXT_COLUMNS + ("Part", "Type")
+        table.add_column(Text(column), justify="left" if left else "right", no_wrap=left)
+    for record in df.itertuples(index=False):
+        table.add_row(*(Text(cell) for cell in record))  # text, not rich markup: '[ms]' stays
+    return table
 
 
 def export_table(report: Report, stream: TextIO, paper: bool = False) -> None:
     lines = header_lines(report)
-    df = _display(report, paper)
-    table = Table(title=lines[0], caption="\n".join(lines[1:] + warning_lines(report)),
-                  caption_justify="left", title_justify="left")
-    for column in df.columns:
-        left = column in TEXT_COLUMNS
-        table.add_column(Text(column), justify="left" if left else "right", no_wrap=left)
-    for record in df.itertuples(index=False):
-        table.add_row(*(Text(cell) for cell in record))  # text, not rich markup: '[ms]' stays
     interactive = hasattr(stream, "isatty") and stream.isatty()
     console = Console(file=stream, width=None if interactive else 220, force_terminal=interactive)
-    console.print(table)
+    console.print(_rich_table(_display(report, paper), lines[0], "\n".join(lines[1:] + warning_lines(report))))
+    for title, df in _breakdowns(report):
+        console.print(_rich_table(df, title))
 
 
 EXPORTERS: dict[str, Callable[[Report, TextIO, bool], None]] = {

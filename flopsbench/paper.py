@@ -8,6 +8,7 @@ from functools import lru_cache
 from importlib import resources
 
 import operators
+from operators.baselines import resolve_model
 from flopsbench.spec import Workload
 
 TABLE1_LAYERS = 10
@@ -30,9 +31,21 @@ def table1_row(workload: Workload) -> dict | None:
     op = operators.get_operator(workload.name)
     if op.paper_label is None or workload.layers != TABLE1_LAYERS or workload.param_dict != dict(op.defaults):
         return None
+
     shape = workload.shape
     for entry in published()["operators_table"]:
         fm = entry["feature_map"]
         if entry["operator"] == op.paper_label and (fm["c"], fm["h"], fm["w"]) == (shape.c, shape.h, shape.w):
             return entry
     return None
+
+
+def table3_row(workload: Workload) -> dict | None:
+    """The paper's Table 3 entry for this model at its default options (and, for FasterNet,
+    at the 224×224 input the paper states), or None."""
+    model = resolve_model(workload.name)
+    if model.paper_label is None or workload.param_dict != dict(model.defaults) or workload.weights:
+        return None
+    if workload.shape.h != model.input_resolution:
+        return None
+    return next((m for m in published()["models"] if m["name"] == model.paper_label), None)

@@ -33,7 +33,10 @@ class Row:
     error: str | None = None
     params: int | None = None
     flops: int | None = None
-    flops_analytic: int | None = None
+    flops_analytic: int | None = None  # operators: the analytic formula fvcore is held to
+    flops_unfused: int | None = None  # models: fvcore on the unfused eval model (paper Table 3)
+    flops_fused: int | None = None  # models: fvcore with BN folded into convs (Table 8 / README)
+    params_without_bn: int | None = None  # models: the rule the published FasterNet params follow
     flops_by_operator: dict[str, int] = field(default_factory=dict)
     unsupported_ops: dict[str, int] = field(default_factory=dict)
     memory_ideal_elements: int | None = None
@@ -43,6 +46,7 @@ class Row:
     round_sizes: list[int] = field(default_factory=list)  # samples taken in each timing round
     warmup_runs: int = 0
     affinity: dict | None = None
+    breakdown: list[dict] | None = None  # per part (module or op kind): FLOPs, bytes, time
     warnings: list[str] = field(default_factory=list)
 
     @property

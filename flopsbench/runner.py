@@ -1,4 +1,5 @@
-"""Runs workloads on the CPU: build → count (FLOPs, params, memory) → time → result rows.
+"""Runs workloads (operators or models) on the CPU: build → count (FLOPs, params, memory) →
+time → result rows.
 
 Timing is interleaved: every case is built and counted first, then sampled in ``rounds`` that
 visit all cases in turn (see TimingBudget). A failure inside one case becomes an error row;
@@ -13,15 +14,21 @@ from typing import Callable, Iterable
 import torch
 
 import operators
-from flopsbench.counting import count_flops, count_params
+from flopsbench.breakdown import module_breakdown
+from flopsbench.counting import count_flops, count_params, count_params_without_bn
 from flopsbench.cpu import audit_affinity, pinned
 from flopsbench.memory import count_memory_access
 from flopsbench.report import Report, Row, utc_now
 from flopsbench.spec import Execution, TimingBudget, Workload
 from flopsbench.stats import noise_warnings, round_medians, summarize
 from flopsbench.timing import collect, warm_up
+from operators.baselines import resolve_model
+from operators.fusion import fuse_bn
+from operators.weights import load_official_weights
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Fused and unfused outputs must agree this closely (absolute and relative) to time the fused model.
+FUSION_TOLERANCE = {torch.float32: 1e-3, torch.float16: 5e-2, torch.bfloat16: 1e-1}
 
 
 @dataclass
@@ -35,32 +42,60 @@ class Case:
 
 def build_case(workload: Workload, execution: Execution) -> tuple[torch.nn.Module, torch.Tensor]:
     """The module in eval mode and its input, deterministic for a given seed."""
-    op = operators.get_operator(workload.name)
     torch.manual_seed(execution.seed)
-    module = op.build_stack(workload.shape.c, workload.layers, **workload.param_dict).eval()
+    if workload.kind == "model":
+        module = resolve_model(workload.name).create(**workload.param_dict).eval()
+        if workload.weights:
+            load_official_weights(module, workload.weights)
+    else:
+        op = operators.get_operator(workload.name)
+        module = op.build_stack(workload.shape.c, workload.layers, **workload.param_dict).eval()
     shape = workload.shape
     x = torch.randn(execution.batch, shape.c, shape.h, shape.w)
     dtype = TORCH_DTYPES[execution.dtype]
     return module.to(dtype=dtype), x.to(dtype=dtype)
 
 
-def count_case(row: Row, module: torch.nn.Module, x: torch.Tensor, execution: Execution) -> None:
-    op = operators.get_operator(row.workload.name)
-    shape, params, layers = row.workload.shape, row.workload.param_dict, row.workload.layers
+def count_case(row: Row, module: torch.nn.Module, x: torch.Tensor, execution: Execution) -> torch.nn.Module:
+    """Fill in FLOPs, params and memory access; return the module to time (BN-fused models
+    are counted both ways: the paper's Table 3 counts the unfused model, Table 8 the fused)."""
     flops = count_flops(module, x)
     row.flops, row.flops_by_operator, row.unsupported_ops = flops.total, flops.by_operator, flops.unsupported_ops
-    row.flops_analytic = layers * execution.batch * op.macs(shape.c, shape.h, shape.w, **params)
     row.params = count_params(module)
-    row.memory_ideal_elements = layers * op.memory_elements(shape.c, shape.h, shape.w, execution.batch, **params)
-    row.memory_ideal_bytes = row.memory_ideal_elements * x.element_size()
+    if row.workload.kind == "model":
+        row.params_without_bn = count_params_without_bn(module)
+        row.flops_unfused = flops.total
+        if row.workload.fuse_bn:
+            module = fused_checked(module, x)
+            row.flops = row.flops_fused = count_flops(module, x).total
+    else:
+        op = operators.get_operator(row.workload.name)
+        shape, params, layers = row.workload.shape, row.workload.param_dict, row.workload.layers
+        row.flops_analytic = layers * execution.batch * op.macs(shape.c, shape.h, shape.w, **params)
+        row.memory_ideal_elements = layers * op.memory_elements(shape.c, shape.h, shape.w, execution.batch, **params)
+        row.memory_ideal_bytes = row.memory_ideal_elements * x.element_size()
     row.memory_impl = count_memory_access(module, x).to_dict()
+    return module
+
+
+def fused_checked(module: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
+    """BN folded into the preceding convs, refusing a fusion that changes the outputs."""
+    fused = fuse_bn(module)
+    with torch.inference_mode():
+        expected, got = module(x), fused(x)
+    tolerance = FUSION_TOLERANCE[x.dtype]
+    if not torch.allclose(got, expected, rtol=tolerance, atol=tolerance):
+        worst = (got - expected).abs().max().item()
+        raise RuntimeError(f"BN fusion changed the outputs (max abs diff {worst:.3g} > {tolerance}); "
+                           "time it with --no-fuse-bn")
+    return fused
 
 
 def prepare_case(workload: Workload, execution: Execution) -> Case:
     case = Case(Row(workload))
     try:
-        case.module, case.x = build_case(workload, execution)
-        count_case(case.row, case.module, case.x, execution)
+        module, case.x = build_case(workload, execution)
+        case.module = count_case(case.row, module, case.x, execution)
     except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
         fail(case, exc)
     return case
@@ -88,7 +123,8 @@ def finish_row(row: Row, execution: Execution) -> None:
     if row.affinity is not None and not row.affinity["all_within_cores"]:
         row.warnings.append(f"some threads ran outside the pinned cores {list(execution.cores)}")
     if row.samples_s:
-        medians = round_medians(row.samples_s, row.round_sizes)
+        # Round medians say something about drift only with a few samples each.
+        medians = round_medians(row.samples_s, row.round_sizes) if min(row.round_sizes) >= 3 else []
         row.warnings.extend(noise_warnings(summarize(row.samples_s), medians))
 
 
@@ -125,6 +161,16 @@ def run_all(report: Report, workloads: Iterable[Workload],
             except Exception as exc:  # noqa: BLE001
                 fail(case, exc)
             on_step(report, f"round {index + 1}/{rounds} {case.row.workload.name} {case.row.workload.shape}")
+    if execution.breakdown_depth > 0:
+        part_budget = TimingBudget(warmup_s=0.05, min_time_s=execution.breakdown_time_s, min_runs=3, rounds=1)
+        for case in cases:
+            if case.row.status == "ok" and case.row.workload.kind == "model":
+                try:
+                    case.row.breakdown = module_breakdown(case.module, case.x, execution.breakdown_depth,
+                                                          execution, part_budget)
+                except Exception as exc:  # noqa: BLE001 -- the row's own numbers still stand
+                    case.row.warnings.append(f"breakdown failed: {type(exc).__name__}: {exc}".splitlines()[0])
+            on_step(report, f"breakdown {case.row.workload.name}")
     for case in cases:
         finish_row(case.row, execution)
     report.complete = True

@@ -37,24 +37,31 @@ TABLE1_SHAPES = (Shape(96, 56, 56), Shape(192, 28, 28), Shape(384, 14, 14), Shap
 
 @dataclass(frozen=True)
 class Workload:
-    """What runs: a registered operator stacked ``layers`` times on a ``shape`` input."""
+    """What runs. An ``operator`` is a registered layer stacked ``layers`` times on a ``shape``
+    input; a ``model`` is a registered network on a 3×R×R ``shape`` input (``layers`` unused),
+    optionally with official ``weights`` loaded and BatchNorm folded into convs (``fuse_bn``)."""
 
     name: str
     shape: Shape
     layers: int
     params: tuple[tuple[str, Any], ...] = ()
+    kind: str = "operator"
+    weights: str | None = None
+    fuse_bn: bool = False
 
     @property
     def param_dict(self) -> dict[str, Any]:
         return dict(self.params)
 
     def to_dict(self) -> dict:
-        return {"kind": "operator", "name": self.name, "shape": [self.shape.c, self.shape.h, self.shape.w],
-                "layers": self.layers, "params": self.param_dict}
+        return {"kind": self.kind, "name": self.name, "shape": [self.shape.c, self.shape.h, self.shape.w],
+                "layers": self.layers, "params": self.param_dict, "weights": self.weights,
+                "fuse_bn": self.fuse_bn}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Workload":
-        return cls(data["name"], Shape(*data["shape"]), data["layers"], tuple(data["params"].items()))
+        return cls(data["name"], Shape(*data["shape"]), data["layers"], tuple(data["params"].items()),
+                   data.get("kind", "operator"), data.get("weights"), data.get("fuse_bn", False))
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,8 @@ class Execution:
     cores: tuple[int, ...] = (0,)
     budget: TimingBudget = field(default_factory=TimingBudget)
     seed: int = 0
+    breakdown_depth: int = 0  # > 0: also measure each module at this depth of a model's tree
+    breakdown_time_s: float = 0.3  # seconds of samples per part of the breakdown
 
     def to_dict(self) -> dict:
         data = asdict(self)

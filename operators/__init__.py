@@ -1,9 +1,13 @@
-"""What flopsbench measures: operator definitions found through a registry.
+"""What flopsbench measures: operator and model definitions found through registries.
 
-Importing this package registers every operator family."""
+Importing this package registers every operator family and model."""
 
 from operators._registry import (InvalidParameter, OperatorDef, get_operator, list_operators,
                                  register_operator)
-from operators import conv, pconv  # noqa: F401  (registers the families, Table 1 order)
+from operators.models import ModelDef, get_model, list_models, register_model
+from operators import conv, pconv  # noqa: F401  (registers the operator families, Table 1 order)
+from operators import fasternet  # noqa: F401  (registers fasternet_t0 … fasternet_l)
+from operators import baselines  # noqa: F401  (registers the paper's baselines)
 
-__all__ = ["InvalidParameter", "OperatorDef", "get_operator", "list_operators", "register_operator"]
+__all__ = ["InvalidParameter", "OperatorDef", "get_operator", "list_operators", "register_operator",
+           "ModelDef", "get_model", "list_models", "register_model"]

@@ -20,15 +20,11 @@ left out (``drop_path`` is an ``nn.Identity``, which has no state, so keys are u
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 from functools import partial
-from pathlib import Path
-from typing import Any, Mapping
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from operators._registry import InvalidParameter
 from operators.models import ModelDef, register_model
@@ -193,125 +189,6 @@ def build_fasternet(variant: str, *, ratio: float = 0.25, forward_mode: str = "s
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     model.reset_parameters(generator)
     return model
-
-
-# ----------------------------------------------------------------------------- counting rule
-
-def count_params_without_bn(model: nn.Module) -> int:
-    """Parameters outside BatchNorm layers (BN affine weight/bias excluded; buffers never count).
-
-    This is the convention that reproduces the published FasterNet parameter counts: Table 8 /
-    README 3.9/7.6/15.0/31.1/53.5/93.4 M are, at printed precision, the parameters of the conv
-    and linear layers only (analytic 3.896/7.580/14.960/31.140/53.456/93.377 M). Counting BN
-    affine parameters (3.905/.../93.465 M, what fvcore's ``parameter_count`` reports for the
-    unfused model) or BN folded into conv biases (3.901/.../93.421 M) does not match all six.
-    Table 3 prints 93.5 for L, so it is not consistently one convention."""
-    return sum(p.numel() for m in model.modules() if not isinstance(m, nn.modules.batchnorm._BatchNorm)
-               for p in m.parameters(recurse=False))
-
-
-# ----------------------------------------------------------------------------- BN fusion
-
-def fuse_bn(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """Fold every BatchNorm2d that directly follows a Conv2d in the same container into that
-    conv (which gains a bias); the BN becomes ``nn.Identity`` so that key paths stay put.
-
-    "Directly follows" means the next child registered in the same parent module, as in the
-    official ``utils/fuse_conv_bn.py`` (from mmcv), except that any other child in between
-    breaks the pair here. In FasterNet that is patch_embed.proj+norm, each PatchMerging's
-    reduction+norm and each MLP's first conv + BN. The model must be in eval mode (BN's
-    running statistics are what gets folded). Returns a fused copy unless ``inplace``."""
-    if model.training:
-        raise ValueError("fuse_bn folds BN running statistics: call model.eval() first")
-    if not inplace:
-        model = copy.deepcopy(model)
-    _fuse_children(model)
-    return model
-
-
-def _fuse_children(module: nn.Module) -> None:
-    last_conv_name: str | None = None
-    for name, child in list(module.named_children()):
-        if isinstance(child, nn.BatchNorm2d) and last_conv_name is not None:
-            conv = module._modules[last_conv_name]
-            if child.running_mean is not None and conv.out_channels == child.num_features:
-                module._modules[last_conv_name] = fuse_conv_bn_eval(conv, child)
-                module._modules[name] = nn.Identity()
-            last_conv_name = None
-        elif isinstance(child, nn.Conv2d):
-            last_conv_name = name
-        else:
-            last_conv_name = None
-            _fuse_children(child)
-
-
-# ----------------------------------------------------------------------------- official weights
-
-def load_official_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load an official FasterNet checkpoint into an (unfused) model, strictly; returns it.
-
-    Accepts a raw state dict (the released ``fasternet_*.pth``), or a dict holding one under
-    'state_dict' (PyTorch Lightning ``.ckpt``: its 'model.' key prefix is stripped and keys
-    outside the model dropped) or under 'model'. Read with ``weights_only=True``.
-    A missing file raises FileNotFoundError; an unreadable file or one whose keys or shapes
-    do not match the model raises ValueError naming the first few offending keys. Only BN's
-    ``num_batches_tracked`` counters, unused at inference, may be absent."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint file at {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a corrupt or unsafe file
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ValueError(f"{path} is not a checkpoint torch.load(weights_only=True) can read "
-                         f"({type(exc).__name__}: {first_line})") from exc
-    state_dict = _extract_state_dict(checkpoint, path)
-    _check_matches(model, state_dict, path)
-    model.load_state_dict(state_dict, strict=False)  # strictness checked above, with better messages
-    return model
-
-
-def _extract_state_dict(checkpoint: Any, path: Path) -> dict[str, torch.Tensor]:
-    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
-        state_dict = dict(checkpoint["state_dict"])
-        if any(k.startswith("model.") for k in state_dict):  # Lightning: LitModel.model
-            state_dict = {k[len("model."):]: v for k, v in state_dict.items() if k.startswith("model.")}
-    elif isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("model"), Mapping):
-        state_dict = dict(checkpoint["model"])
-    elif isinstance(checkpoint, Mapping):
-        state_dict = dict(checkpoint)
-    else:
-        raise ValueError(f"{path} holds a {type(checkpoint).__name__}, not a state dict")
-    bad = [k for k, v in state_dict.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad or not state_dict:
-        raise ValueError(f"{path} does not hold a state dict of tensors"
-                         + (f" (e.g. entry {bad[0]!r})" if bad else " (it is empty)"))
-    return state_dict
-
-
-def _first(items: list[str], n: int = 5) -> str:
-    return ", ".join(items[:n]) + (f", … ({len(items) - n} more)" if len(items) > n else "")
-
-
-def _check_matches(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: Path) -> None:
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state_dict if k not in expected]
-    shapes = [f"{k} {tuple(v.shape)} in file vs {tuple(expected[k].shape)} in model"
-              for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape]
-    if not (missing or unexpected or shapes):
-        return
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing key(s): {_first(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {_first(unexpected)}")
-    if shapes:
-        problems.append(f"{len(shapes)} shape mismatch(es): {_first(shapes, 3)}")
-    hint = ""
-    if not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
-        hint = " (the model has no BatchNorm: load weights before fuse_bn)"
-    raise ValueError(f"{path} does not match {type(model).__name__}: " + "; ".join(problems) + hint)
 
 
 # ----------------------------------------------------------------------------- registry

@@ -31,6 +31,7 @@ class ModelDef:
     defaults: Mapping[str, Any]
     input_resolution: int = 224
     paper_label: str | None = None
+    unavailable: str | None = None  # why it cannot be built here (e.g. no library has it)
 
     def resolve(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """This model's options: its defaults, replaced by any override it accepts."""
@@ -38,6 +39,8 @@ class ModelDef:
 
     def create(self, **params: Any) -> nn.Module:
         """Build with the defaults, overridden by ``params``; an unknown option raises."""
+        if self.unavailable:
+            raise RuntimeError(f"{self.name} is unavailable: {self.unavailable}")
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             raise InvalidParameter(unknown[0], f"model {self.name!r} has no option {unknown[0]!r}; "

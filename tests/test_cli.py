@@ -127,8 +127,13 @@ def test_markdown_to_stdout_with_dash():
 def test_list_lists_every_operator():
     result = invoke(["list"])
     assert result.exit_code == 0
-    names = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    lines = result.stdout.splitlines()
+    models_at = next(i for i, line in enumerate(lines) if line.startswith("Models"))
+    names = [line.split()[0] for line in lines[1:models_at]]
     assert names == operators.list_operators() == ["conv", "gconv", "dwconv", "pwconv", "pconv"]
+    models = [line.split()[0] for line in lines[models_at + 1:]]
+    assert models == operators.list_models() and models[0] == "fasternet_t0"
+    assert any("pvt_tiny" in line and "UNAVAILABLE" in line for line in lines)
 
 
 # --- user errors -----------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ def test_json_is_the_complete_record(hand_report):
     assert conv["derived"]["throughput_per_s"] == pytest.approx(1 / 0.032)
     assert conv["memory_impl_bytes"] == 27_402_240
     assert conv["workload"] == {"kind": "operator", "name": "conv", "shape": [96, 56, 56], "layers": 10,
-                                "params": {"kernel_size": 3}}
+                                "params": {"kernel_size": 3}, "weights": None, "fuse_bn": False}
     assert data["execution"]["cores"] == [0] and data["execution"]["budget"]["exact_runs"] == 5
 
 

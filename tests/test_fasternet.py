@@ -11,8 +11,10 @@ from torch import nn
 
 from flopsbench.paper import published
 from operators._registry import InvalidParameter
-from operators.fasternet import (VARIANTS, build_fasternet, count_params_without_bn, fuse_bn,
-                                 load_official_weights)
+from flopsbench.counting import count_params_without_bn
+from operators.fasternet import VARIANTS, build_fasternet
+from operators.fusion import fuse_bn
+from operators.weights import load_official_weights
 from operators.models import ModelDef, get_model, list_models, register_model
 
 with warnings.catch_warnings():
@@ -84,8 +86,9 @@ def test_bad_options_raise_invalid_parameter():
     assert info.value.param == "width"
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_every_registered_model_builds_and_runs(name):
+@pytest.mark.parametrize("name", [n for n in list_models() if n.startswith("fasternet_")])
+def test_every_fasternet_model_builds_and_runs(name):
+    """(The baselines have the same test in test_baselines.py, at inputs each one accepts.)"""
     spec: ModelDef = get_model(name)
     options = {k: v for k, v in {"num_classes": 10, "seed": 0}.items() if k in spec.defaults}
     model = spec.create(**options).eval()

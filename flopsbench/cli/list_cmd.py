@@ -1,4 +1,4 @@
-"""`flopsbench list`: every registered operator with a one-line description."""
+"""`flopsbench list`: every registered operator and model with a one-line description."""
 
 from __future__ import annotations
 
@@ -10,8 +10,14 @@ from flopsbench.cli import app
 
 @app.command("list")
 def list_command() -> None:
-    """List the registered operators."""
+    """List the registered operators and models, one line each."""
+    typer.echo("Operators (flopsbench ops --op NAME):")
     for name in operators.list_operators():
         op = operators.get_operator(name)
         defaults = ", ".join(f"{k}={v}" for k, v in op.defaults.items())
-        typer.echo(f"{name:8} {op.description}" + (f"  [{defaults}]" if defaults else ""))
+        typer.echo(f"  {name:22} {op.description}" + (f"  [{defaults}]" if defaults else ""))
+    typer.echo("Models (flopsbench model NAME; any timm model as timm:NAME):")
+    for name in operators.list_models():
+        model = operators.get_model(name)
+        state = f"UNAVAILABLE: {model.unavailable}" if model.unavailable else f"{model.input_resolution}px"
+        typer.echo(f"  {name:22} {model.description}  [{state}]")

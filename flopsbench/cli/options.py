@@ -8,23 +8,95 @@ from __future__ import annotations
 import re
 import socket
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
+from typing import Annotated, Iterable, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from flopsbench.cpu import allowed_cores
+from flopsbench.cli import invoked_args
+from flopsbench.cpu import allowed_cores, set_interop_threads_once
+from flopsbench.environment import capture_environment
 from flopsbench.exporters import EXPORTERS, render
 from flopsbench.report import Report, write_atomically
 from flopsbench.runner import run_all
-from flopsbench.spec import Shape, Workload
+from flopsbench.spec import DTYPES, Execution, Shape, TimingBudget, Workload
 
 DEVICES = ("cpu", "cuda", "arm")
 FORMATS = tuple(EXPORTERS)
+
+# Options shared by every measuring command (same names, defaults and help everywhere).
+Device = Annotated[str, typer.Option(help="Where to run: " + ", ".join(DEVICES) + ".")]
+Batch = Annotated[int, typer.Option(help="Batch size (latency at batch 1, as the paper's CPU column).")]
+Threads = Annotated[int, typer.Option(help="torch intra-op threads (inter-op threads are set to 1).")]
+Cores = Annotated[Optional[str], typer.Option(
+    help="Cores to pin to, e.g. 0 or 0,2-3 (default: the first --threads allowed cores).")]
+Dtype = Annotated[str, typer.Option(help="Data type: " + ", ".join(DTYPES) + ".")]
+Warmup = Annotated[float, typer.Option(help="Warm-up seconds (at least 3 calls) before timing.")]
+MinTime = Annotated[float, typer.Option(help="Keep sampling until this many seconds are timed...")]
+MinRuns = Annotated[int, typer.Option(help="...and at least this many samples...")]
+MaxRuns = Annotated[int, typer.Option(help="...but never more than this many.")]
+Runs = Annotated[Optional[int], typer.Option(help="Exactly this many samples (overrides the three above).")]
+Rounds = Annotated[int, typer.Option(help="Split sampling into rounds that visit every case in turn, "
+                                          "so machine noise spreads over all rows (1 = one case at a time).")]
+Format = Annotated[str, typer.Option("--format", help="Output view: " + ", ".join(FORMATS) + ".")]
+Output = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the view to FILE ('-' = stdout).")]
+Save = Annotated[bool, typer.Option(help="Also save JSON (written as it runs) and Markdown into --results-dir.")]
+ResultsDir = Annotated[Path, typer.Option(help="Folder for --save.")]
+Paper = Annotated[bool, typer.Option(help="Add the paper's published numbers for this device beside each row it has.")]
+Seed = Annotated[int, typer.Option(help="Seed for weights and inputs.")]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A validated how-to-run (the Execution) plus where the results go."""
+
+    command: str
+    execution: Execution
+    fmt: str
+    output: str | None
+    save_to: Path | None
+    paper: bool
+
+
+def run_settings(command: str, *, device: str, batch: int, threads: int, cores: str | None, dtype: str,
+                 warmup: float, min_time: float, min_runs: int, max_runs: int, runs: int | None,
+                 rounds: int, fmt: str, output: str | None, save: bool, results_dir: Path,
+                 paper: bool, seed: int, breakdown_depth: int = 0, breakdown_time: float = 0.3) -> RunSettings:
+    """Validate the shared options (one-line errors) before anything is measured."""
+    for value, choices, option in ((device, DEVICES, "--device"), (dtype, DTYPES, "--dtype"),
+                                   (fmt, FORMATS, "--format")):
+        check_choice(value, choices, option)
+    check_device(device)
+    check_positive(batch, "--batch")
+    pinned_cores = parse_cores(cores, threads)
+    check_budget(min_time, min_runs, max_runs, runs, warmup)
+    check_positive(rounds, "--rounds")
+    if breakdown_depth < 0 or breakdown_time <= 0:
+        raise bad("--breakdown" if breakdown_depth < 0 else "--breakdown-time",
+                  "must be >= 0 (depth) and > 0 (seconds)")
+    check_output(output)
+    if save:
+        check_results_dir(results_dir)
+    budget = TimingBudget(warmup_s=warmup, min_time_s=min_time, min_runs=min_runs, max_runs=max_runs,
+                          exact_runs=runs, rounds=rounds)
+    execution = Execution(device=device, dtype=dtype, batch=batch, threads=threads, cores=pinned_cores,
+                          budget=budget, seed=seed, breakdown_depth=breakdown_depth,
+                          breakdown_time_s=breakdown_time)
+    return RunSettings(command, execution, fmt, output,
+                       save_path(results_dir, command, device) if save else None, paper)
+
+
+def run_and_report(settings: RunSettings, workloads: list[Workload]) -> None:
+    """Measure the workloads under ``settings`` and write the report."""
+    set_interop_threads_once(1)
+    report = Report(command=settings.command, execution=settings.execution,
+                    environment=capture_environment(), argv=["flopsbench", *invoked_args()])
+    measure_and_report(report, workloads, settings.fmt, settings.output, settings.save_to, settings.paper)
 
 
 def bad(option: str, message: str) -> typer.BadParameter:
@@ -165,7 +237,8 @@ def measure_and_report(report: Report, workloads: list[Workload], fmt: str, outp
     """Run every workload with a progress bar on stderr, saving the JSON after each step, then
     write the chosen view. Ctrl-C keeps what is done, marked incomplete (exit 130)."""
     stderr = Console(stderr=True)
-    steps = len(workloads) * (1 + report.execution.budget.rounds)  # count each, then time each round
+    # count each, time each round, then break each down if asked
+    steps = len(workloads) * (1 + report.execution.budget.rounds + (report.execution.breakdown_depth > 0))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=stderr, auto_refresh=False, transient=True)
     task = progress.add_task("counting", total=steps)

@@ -1,0 +1,147 @@
+"""`flopsbench model` through CliRunner: real tiny runs, both FLOP conventions, the breakdown,
+the paper's columns, weights, and every user-error path (one line, exit 2, nothing measured)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+import flopsbench.cli.options
+from flopsbench.counting import count_params_without_bn
+from flopsbench.paper import published
+from operators import get_model
+from tests.test_cli import invoke, stderr_lines
+
+QUICK = ["--runs", "3", "--warmup", "0", "--rounds", "1"]
+
+
+@pytest.fixture(scope="module")
+def t0_run():
+    result = invoke(["model", "fasternet_t0", *QUICK, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_model_row_has_both_flop_conventions_at_224(t0_run):
+    (row,) = t0_run["rows"]
+    assert t0_run["command"] == "model" and row["status"] == "ok"
+    assert row["workload"]["kind"] == "model" and row["workload"]["shape"] == [3, 224, 224]
+    assert row["workload"]["fuse_bn"] is True
+    tab3, tab8 = published()["configs"]["variants"]["T0"]["paper_tab3_flops_G"], 0.34
+    assert round(row["flops_unfused"] / 1e9, 2) == tab3 and round(row["flops_fused"] / 1e9, 2) == tab8
+    assert row["flops_fused"] < row["flops_unfused"]  # BN's 2 FLOPs per element are gone
+    assert row["flops"] == row["flops_fused"]  # the timed model is the fused one
+    assert round(row["params_without_bn"] / 1e6, 1) == 3.9
+    assert len(row["samples_s"]) == 3 and row["memory_impl"]["read_bytes"] > 0
+
+
+def test_no_fuse_bn_times_the_unfused_model():
+    result = invoke(["model", "fasternet_t0", *QUICK, "--no-fuse-bn", "--format", "json"])
+    (row,) = json.loads(result.stdout)["rows"]
+    assert row["flops_fused"] is None and row["flops"] == row["flops_unfused"]
+
+
+def test_markdown_has_paper_columns_and_breakdown():
+    result = invoke(["model", "fasternet_t0", *QUICK, "--paper", "--breakdown", "2",
+                     "--breakdown-time", "0.01", "--format", "md"])
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "Paper cpu latency [ms]" in text
+    assert re.search(r"\|\s+9\.20 \|", text)  # Table 3: T0 at 9.2 ms on the i9-9900X
+    assert "Breakdown of fasternet_t0" in text
+    for part in ("patch_embed.proj", "stages.0", "stages.1", "stages.6", "head"):
+        assert f"| {part} " in text
+
+
+def test_breakdown_covers_the_model_flops():
+    result = invoke(["model", "fasternet_t0", *QUICK, "--breakdown", "2", "--breakdown-time", "0.01",
+                     "--format", "json"])
+    (row,) = json.loads(result.stdout)["rows"]
+    assert sum(p["flops"] for p in row["breakdown"]) == row["flops"]  # the parts cover the model once
+    assert all(p["median_s"] > 0 for p in row["breakdown"] if p["type"] != "Identity")
+
+
+def test_official_weights_load_and_reach_the_timed_model(tmp_path):
+    torch.manual_seed(1)
+    model = get_model("fasternet_t0").create()
+    with torch.no_grad():
+        model.head.bias.fill_(0.5)
+    path = tmp_path / "fasternet_t0-epoch.281-val_acc1.71.9180.pth"
+    torch.save(model.state_dict(), path)
+    result = invoke(["model", "fasternet_t0", *QUICK, "--weights", path, "--paper", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    assert row["workload"]["weights"] == str(path) and row["status"] == "ok"
+    assert row["params_without_bn"] == count_params_without_bn(model)
+
+
+def test_unavailable_baseline_is_an_error_row_not_a_crash():
+    result = invoke(["model", "pvt_tiny", "fasternet_t0", *QUICK, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    pvt, t0 = json.loads(result.stdout)["rows"]
+    assert pvt["status"] == "error" and "unavailable" in pvt["error"] and "PVT v2" in pvt["error"]
+    assert t0["status"] == "ok"
+
+
+def test_timm_model_by_name_runs_at_its_resolution():
+    result = invoke(["model", "timm:resnet18", "--resolution", "64", *QUICK, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    assert row["status"] == "ok" and row["workload"]["shape"] == [3, 64, 64]
+    assert row["flops_fused"] < row["flops_unfused"]  # resnet's BNs fold too
+
+
+# --- user errors -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def no_measuring(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("measured despite invalid options")
+    monkeypatch.setattr(flopsbench.cli.options, "run_all", refuse)
+
+
+def _one_line_error(result, needle: str) -> str:
+    assert "Traceback" not in result.output
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    (line,) = stderr_lines(result)
+    assert needle in line, line
+    assert result.stdout == ""
+    return line
+
+
+def test_unknown_model_suggests_close_names(no_measuring):
+    line = _one_line_error(invoke(["model", "fasternet_t9"]), "NAME")
+    assert "fasternet_t0" in line and "timm:" in line
+
+
+def test_ratio_the_model_cannot_take(no_measuring):
+    _one_line_error(invoke(["model", "fasternet_t0", "--ratio", "1/3"]), "--ratio")
+
+
+def test_resolution_the_model_cannot_take(no_measuring):
+    line = _one_line_error(invoke(["model", "fasternet_t0", "--resolution", "8"]), "--resolution")
+    assert "224" in line
+
+
+def test_ratio_for_a_model_without_pconv(no_measuring):
+    _one_line_error(invoke(["model", "resnet50", "--ratio", "1/4"]), "--ratio")
+
+
+def test_missing_weights_file(no_measuring, tmp_path):
+    _one_line_error(invoke(["model", "fasternet_t0", "--weights", tmp_path / "nope.pth"]), "--weights")
+
+
+def test_corrupt_weights_file(no_measuring, tmp_path):
+    path = tmp_path / "corrupt.pth"
+    path.write_bytes(b"this is not a checkpoint")
+    _one_line_error(invoke(["model", "fasternet_t0", "--weights", path]), "--weights")
+
+
+def test_mismatched_weights_file_lists_keys(no_measuring, tmp_path):
+    path = tmp_path / "t1.pth"
+    torch.save(get_model("fasternet_t1").create().state_dict(), path)
+    line = _one_line_error(invoke(["model", "fasternet_t0", "--weights", path]), "--weights")
+    assert "shape mismatch" in line and "patch_embed.proj.weight" in line
