@@ -128,6 +128,9 @@ def write_atomically(path: Path, text: str) -> None:
     """Replace ``path`` in one step, so an interrupted write never leaves half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make reports private
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)
