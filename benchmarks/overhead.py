@@ -36,7 +36,7 @@ def main() -> None:
     ours, theirs = [], []
     for _ in range(args.rounds):
         row = Row(workload)
-        time_round(row, module, x, execution, execution.budget.round_share(0))
+        time_round(row, lambda: module(x), execution, execution.budget.round_share(0))
         ours.append(row.stats.median_s)
         with pinned(execution.threads, execution.cores), torch.inference_mode():
             timer = tb.Timer("module(x)", globals={"module": module, "x": x}, num_threads=execution.threads)

@@ -11,7 +11,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # fvcore's import touches torch.jit.script
     from fvcore.nn import FlopCountAnalysis
 
-FLOP_CONVENTION = "fvcore: 1 multiply-add = 1 FLOP (FasterNet paper, footnote 1)"
+from flopsbench.spec import FLOP_CONVENTION  # noqa: F401  (re-exported: the convention counted here)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
 """CPU execution knobs: intra-op threads and core pinning, set for a block and restored after.
+torch is imported only when its thread count is set, so the onnxruntime board runner can use
+the pinning without it.
 
 os.sched_setaffinity(0, ...) only pins the calling thread, and torch's worker threads may
 already exist, so every thread of the process is pinned, and the affinity actually in force
@@ -10,8 +12,6 @@ import os
 import threading
 from contextlib import contextmanager
 from typing import Iterator
-
-import torch
 
 
 def allowed_cores() -> list[int]:
@@ -45,6 +45,8 @@ def audit_affinity(cores: tuple[int, ...]) -> dict:
 
 def set_interop_threads_once(n: int = 1) -> int:
     """torch allows this only before inter-op work starts; it cannot be restored afterwards."""
+    import torch
+
     try:
         torch.set_num_interop_threads(n)
     except RuntimeError:
@@ -53,14 +55,18 @@ def set_interop_threads_once(n: int = 1) -> int:
 
 
 @contextmanager
-def pinned(threads: int, cores: tuple[int, ...]) -> Iterator[None]:
-    """torch intra-op threads = ``threads`` and every thread pinned to ``cores``; both restored."""
-    saved_threads = torch.get_num_threads()
+def pinned(threads: int, cores: tuple[int, ...], torch_threads: bool = True) -> Iterator[None]:
+    """Every thread pinned to ``cores`` and (``torch_threads``) torch intra-op threads =
+    ``threads``; both restored. onnxruntime takes its thread count from its session instead."""
+    if torch_threads:
+        import torch
+    saved_threads = torch.get_num_threads() if torch_threads else None
     saved_affinity = thread_affinities()
     # Threads born while pinned get the affinity the caller had before.
     fallback = saved_affinity.get(threading.get_native_id(), allowed_cores())
     try:
-        torch.set_num_threads(threads)
+        if torch_threads:
+            torch.set_num_threads(threads)
         for tid in saved_affinity:
             try:
                 os.sched_setaffinity(tid, cores)
@@ -68,7 +74,8 @@ def pinned(threads: int, cores: tuple[int, ...]) -> Iterator[None]:
                 pass
         yield
     finally:
-        torch.set_num_threads(saved_threads)
+        if torch_threads:
+            torch.set_num_threads(saved_threads)
         for tid in thread_ids():
             try:
                 os.sched_setaffinity(tid, saved_affinity.get(tid, fallback))

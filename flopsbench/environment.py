@@ -1,4 +1,6 @@
-"""The environment a report was measured in: machine, libraries, tool version and commit."""
+"""The environment a report was measured in: machine, libraries, tool version and commit.
+torch and onnxruntime details are recorded when they are installed (a board may have neither
+torch nor git)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,10 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
 import flopsbench
 from flopsbench.cpu import allowed_cores
 
-LIBRARIES = ("torch", "fvcore", "numpy", "onnxruntime", "timm", "torchvision")
+LIBRARIES = ("torch", "fvcore", "numpy", "onnx", "onnxruntime", "timm", "torchvision")
 
 
 def cpu_model() -> str:
@@ -57,6 +57,29 @@ def git_commit() -> dict[str, object] | None:
     return {"commit": commit, "dirty": bool(dirty)}
 
 
+def torch_details() -> dict:
+    try:
+        import torch
+    except ImportError:
+        return {}
+    return {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_intra_op_threads_default": torch.get_num_threads(),
+        "torch_inter_op_threads": torch.get_num_interop_threads(),
+        "torch_parallel_info": torch.__config__.parallel_info().strip().splitlines()[:6],
+        "mkldnn_enabled": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
+    }
+
+
+def onnxruntime_details() -> dict:
+    try:
+        import onnxruntime
+    except ImportError:
+        return {}
+    return {"onnxruntime_providers": onnxruntime.get_available_providers(),
+            "onnxruntime_build": onnxruntime.get_build_info() if hasattr(onnxruntime, "get_build_info") else None}
+
+
 def capture_environment() -> dict:
     return {
         "hostname": socket.gethostname(),
@@ -67,11 +90,8 @@ def capture_environment() -> dict:
         "logical_cores": os.cpu_count(),
         "allowed_cores": allowed_cores(),
         "cpu_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch_intra_op_threads_default": torch.get_num_threads(),
-        "torch_inter_op_threads": torch.get_num_interop_threads(),
-        "torch_parallel_info": torch.__config__.parallel_info().strip().splitlines()[:6],
-        "mkldnn_enabled": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
+        **torch_details(),
+        **onnxruntime_details(),
         "libraries": library_versions(),
         "flopsbench": flopsbench.__version__,
         "git": git_commit(),

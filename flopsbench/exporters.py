@@ -176,7 +176,7 @@ def header_lines(report: Report) -> list[str]:
     return [
         f"flopsbench {report.command} on {ex.device}: {env.get('cpu_model')}, host {env.get('hostname')}, "
         f"{ex.threads} thread(s) pinned to cores {list(ex.cores)}, batch {ex.batch}, {ex.dtype}, "
-        f"torch {env.get('libraries', {}).get('torch')}{state}",
+        f"{ex.runtime} {env.get('libraries', {}).get(ex.runtime)}{state}",
         FLOPS_NOTE,
         MODEL_NOTE if report.command == "model" else MEMORY_NOTE,
     ]

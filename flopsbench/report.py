@@ -13,8 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from flopsbench import __version__
-from flopsbench.counting import FLOP_CONVENTION
-from flopsbench.spec import Execution, Workload
+from flopsbench.spec import FLOP_CONVENTION, Execution, Workload
 from flopsbench.stats import Stats, summarize
 
 SCHEMA_VERSION = 1
@@ -46,6 +45,7 @@ class Row:
     round_sizes: list[int] = field(default_factory=list)  # samples taken in each timing round
     warmup_runs: int = 0
     affinity: dict | None = None
+    runtime: dict | None = None  # onnxruntime: session settings, ONNX file, check against torch
     breakdown: list[dict] | None = None  # per part (module or op kind): FLOPs, bytes, time
     warnings: list[str] = field(default_factory=list)
 

@@ -18,6 +18,8 @@ from flopsbench.breakdown import module_breakdown
 from flopsbench.counting import count_flops, count_params, count_params_without_bn
 from flopsbench.cpu import audit_affinity, pinned
 from flopsbench.memory import count_memory_access
+from flopsbench.onnx_export import cached_export
+from flopsbench.ort_runtime import check_outputs, make_session
 from flopsbench.report import Report, Row, utc_now
 from flopsbench.spec import Execution, TimingBudget, Workload
 from flopsbench.stats import noise_warnings, round_medians, summarize
@@ -27,17 +29,24 @@ from operators.fusion import fuse_bn
 from operators.weights import load_official_weights
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# onnxruntime's output must match PyTorch's within rtol, and atol × the output's largest magnitude.
+ORT_RTOL, ORT_ATOL = 1e-3, 1e-4
+# Counts embedded in an ONNX export, for a board without torch to report.
+EMBEDDED_COUNTS = ("params", "params_without_bn", "flops", "flops_analytic", "flops_unfused", "flops_fused",
+                   "unsupported_ops", "memory_ideal_elements", "memory_ideal_bytes", "memory_impl")
 # Fused and unfused outputs must agree this closely (absolute and relative) to time the fused model.
 FUSION_TOLERANCE = {torch.float32: 1e-3, torch.float16: 5e-2, torch.bfloat16: 1e-1}
 
 
 @dataclass
 class Case:
-    """A row and what it needs to be timed: the built module and its input."""
+    """A row and what it needs to be timed: the built module, its input, and the call to time
+    (the module itself, or an onnxruntime session running its export)."""
 
     row: Row
     module: torch.nn.Module | None = None
     x: torch.Tensor | None = None
+    call: Callable[[], object] | None = None
 
 
 def build_case(workload: Workload, execution: Execution) -> tuple[torch.nn.Module, torch.Tensor]:
@@ -96,20 +105,43 @@ def prepare_case(workload: Workload, execution: Execution) -> Case:
     try:
         module, case.x = build_case(workload, execution)
         case.module = count_case(case.row, module, case.x, execution)
+        case.call = runtime_call(case, execution)
     except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
         fail(case, exc)
     return case
 
 
-def time_round(row: Row, module: torch.nn.Module, x: torch.Tensor, execution: Execution,
-               budget: TimingBudget, clock: Callable[[], float] = time.perf_counter) -> None:
-    """Warm up, then append one round of samples to ``row``; only ``module(x)`` is timed."""
-    def call() -> None:
-        module(x)
+def runtime_call(case: Case, execution: Execution) -> Callable[[], object]:
+    """What gets timed: ``module(x)`` with torch; with onnxruntime, a session on the cached
+    ONNX export, whose output must first match PyTorch's."""
+    module, x = case.module, case.x
+    if execution.runtime == "torch":
+        return lambda: module(x)
+    row = case.row
+    metadata = {"workload": row.workload.to_dict(), "batch": execution.batch, "dtype": execution.dtype,
+                "counts": {key: getattr(row, key) for key in EMBEDDED_COUNTS},
+                "memory_impl_bytes": row.memory_impl_bytes, "exported_with": {"torch": torch.__version__}}
+    path, cached = cached_export(module, x, metadata)
+    options = dict(execution.runtime_options)
+    session, record = make_session(path, execution.threads, execution.cores,
+                                   options.get("opt_level", "all"), options.get("spinning", True))
+    feeds = {session.get_inputs()[0].name: x.numpy()}
+    with torch.inference_mode():
+        expected = module(x).numpy()
+    scale = max(1.0, float(abs(expected).max()))
+    worst = check_outputs(session.run(None, feeds)[0], expected, rtol=ORT_RTOL, atol=ORT_ATOL * scale)
+    row.runtime = {**record, "onnx_file": str(path), "export_cached": cached, "pconv_exported_as": "split_cat",
+                   "max_abs_diff_vs_torch": worst}
+    return lambda: session.run(None, feeds)
 
+
+def time_round(row: Row, call: Callable[[], object], execution: Execution, budget: TimingBudget,
+               clock: Callable[[], float] = time.perf_counter) -> None:
+    """Warm up, then append one round of samples to ``row``; only ``call()`` is timed."""
     if budget.exact_runs == 0:
         return  # fewer exact runs than rounds: this round has no share
-    with pinned(execution.threads, execution.cores), torch.inference_mode():
+    with pinned(execution.threads, execution.cores, torch_threads=execution.runtime == "torch"), \
+            torch.inference_mode():
         row.warmup_runs += warm_up(call, budget, clock)
         if row.affinity is None:
             row.affinity = audit_affinity(execution.cores)  # while the case's threads are alive
@@ -130,7 +162,7 @@ def finish_row(row: Row, execution: Execution) -> None:
 
 def fail(case: Case, exc: Exception) -> None:
     case.row.status, case.row.error = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
-    case.module = case.x = None  # free the memory of a case that will not be timed
+    case.module = case.x = case.call = None  # free the memory of a case that will not be timed
 
 
 def run_case(workload: Workload, execution: Execution) -> Row:
@@ -157,7 +189,7 @@ def run_all(report: Report, workloads: Iterable[Workload],
             if case.row.status != "ok":
                 continue
             try:
-                time_round(case.row, case.module, case.x, execution, budget)
+                time_round(case.row, case.call, execution, budget)
             except Exception as exc:  # noqa: BLE001
                 fail(case, exc)
             on_step(report, f"round {index + 1}/{rounds} {case.row.workload.name} {case.row.workload.shape}")

@@ -1,4 +1,5 @@
-"""Frozen specs: *what* is measured (a workload) and *how* (device, dtype, threads, budget)."""
+"""Frozen specs: *what* is measured (a workload) and *how* (device, runtime, dtype, threads,
+budget). Plain Python: importable without torch (the onnxruntime board runner uses it)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 DTYPES = ("fp32", "fp16", "bf16")
+RUNTIMES = ("torch", "onnxruntime")
+FLOP_CONVENTION = "fvcore: 1 multiply-add = 1 FLOP (FasterNet paper, footnote 1)"
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ class Execution:
     """How it runs. ``cores`` is the set of CPUs the process is pinned to while timing."""
 
     device: str = "cpu"
+    runtime: str = "torch"  # what executes: torch, or onnxruntime's CPU execution provider
+    runtime_options: tuple[tuple[str, Any], ...] = ()  # e.g. onnxruntime session settings
     dtype: str = "fp32"
     batch: int = 1
     threads: int = 1
@@ -108,11 +113,13 @@ class Execution:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["cores"] = list(self.cores)
+        data["runtime_options"] = dict(self.runtime_options)
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "Execution":
         data = dict(data)
         data["cores"] = tuple(data["cores"])
+        data["runtime_options"] = tuple(data.get("runtime_options", {}).items())
         data["budget"] = TimingBudget(**data["budget"])
         return cls(**data)

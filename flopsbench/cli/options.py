@@ -5,6 +5,7 @@ names the option and the fix (printed as one line by the CLI)."""
 
 from __future__ import annotations
 
+import platform
 import re
 import socket
 import sys
@@ -24,13 +25,20 @@ from flopsbench.environment import capture_environment
 from flopsbench.exporters import EXPORTERS, render
 from flopsbench.report import Report, write_atomically
 from flopsbench.runner import run_all
-from flopsbench.spec import DTYPES, Execution, Shape, TimingBudget, Workload
+from flopsbench.ort_runtime import OPT_LEVELS
+from flopsbench.spec import DTYPES, RUNTIMES, Execution, Shape, TimingBudget, Workload
 
 DEVICES = ("cpu", "cuda", "arm")
+DEFAULT_RUNTIME = {"cpu": "torch", "cuda": "torch", "arm": "onnxruntime"}
+ARM_MACHINES = ("aarch64", "arm64")
 FORMATS = tuple(EXPORTERS)
 
 # Options shared by every measuring command (same names, defaults and help everywhere).
 Device = Annotated[str, typer.Option(help="Where to run: " + ", ".join(DEVICES) + ".")]
+Runtime = Annotated[Optional[str], typer.Option(
+    help="What executes: torch or onnxruntime (default: torch on cpu, onnxruntime on arm).")]
+OrtOptLevel = Annotated[str, typer.Option(help="onnxruntime graph optimisation: " + ", ".join(OPT_LEVELS) + ".")]
+OrtSpinning = Annotated[bool, typer.Option(help="Let onnxruntime's worker threads spin while waiting.")]
 Batch = Annotated[int, typer.Option(help="Batch size (latency at batch 1, as the paper's CPU column).")]
 Threads = Annotated[int, typer.Option(help="torch intra-op threads (inter-op threads are set to 1).")]
 Cores = Annotated[Optional[str], typer.Option(
@@ -63,7 +71,8 @@ class RunSettings:
     paper: bool
 
 
-def run_settings(command: str, *, device: str, batch: int, threads: int, cores: str | None, dtype: str,
+def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_level: str, ort_spinning: bool,
+                 batch: int, threads: int, cores: str | None, dtype: str,
                  warmup: float, min_time: float, min_runs: int, max_runs: int, runs: int | None,
                  rounds: int, fmt: str, output: str | None, save: bool, results_dir: Path,
                  paper: bool, seed: int, breakdown_depth: int = 0, breakdown_time: float = 0.3) -> RunSettings:
@@ -72,6 +81,10 @@ def run_settings(command: str, *, device: str, batch: int, threads: int, cores: 
                                    (fmt, FORMATS, "--format")):
         check_choice(value, choices, option)
     check_device(device)
+    runtime = resolve_runtime(device, runtime, dtype)
+    check_choice(ort_opt_level, OPT_LEVELS, "--ort-opt-level")
+    if runtime == "onnxruntime" and breakdown_depth:
+        raise bad("--breakdown", "parts are timed with torch; use it with --runtime torch")
     check_positive(batch, "--batch")
     pinned_cores = parse_cores(cores, threads)
     check_budget(min_time, min_runs, max_runs, runs, warmup)
@@ -84,7 +97,8 @@ def run_settings(command: str, *, device: str, batch: int, threads: int, cores: 
         check_results_dir(results_dir)
     budget = TimingBudget(warmup_s=warmup, min_time_s=min_time, min_runs=min_runs, max_runs=max_runs,
                           exact_runs=runs, rounds=rounds)
-    execution = Execution(device=device, dtype=dtype, batch=batch, threads=threads, cores=pinned_cores,
+    runtime_options = (("opt_level", ort_opt_level), ("spinning", ort_spinning)) if runtime == "onnxruntime" else ()
+    execution = Execution(device=device, runtime=runtime, runtime_options=runtime_options, dtype=dtype, batch=batch, threads=threads, cores=pinned_cores,
                           budget=budget, seed=seed, breakdown_depth=breakdown_depth,
                           breakdown_time_s=breakdown_time)
     return RunSettings(command, execution, fmt, output,
@@ -112,9 +126,22 @@ def check_device(device: str) -> None:
     if device == "cuda":
         raise bad("--device", "cuda timing is not implemented yet (planned: CUDA events, batch 32); "
                               "use --device cpu for now")
-    if device == "arm":
-        raise bad("--device", "arm timing is not implemented yet (planned: onnxruntime on aarch64); "
-                              "use --device cpu for now")
+    if device == "arm" and platform.machine().lower() not in ARM_MACHINES:
+        raise bad("--device", f"arm needs an aarch64 host, and this one is {platform.machine()}; either "
+                              "export here ('flopsbench export NAME -o model.onnx') and time it on the board "
+                              "with 'python -m flopsbench.board model.onnx', or time onnxruntime on this CPU "
+                              "with '--device cpu --runtime onnxruntime'")
+
+
+def resolve_runtime(device: str, runtime: str | None, dtype: str) -> str:
+    """The runtime for this device (cpu: torch, arm: onnxruntime) unless one is chosen."""
+    runtime = runtime or DEFAULT_RUNTIME[device]
+    check_choice(runtime, RUNTIMES, "--runtime")
+    if runtime == "onnxruntime" and device == "cuda":
+        raise bad("--runtime", "onnxruntime runs here on the CPU execution provider only; use --device cpu")
+    if runtime == "onnxruntime" and dtype != "fp32":
+        raise bad("--dtype", f"{dtype} is not supported with --runtime onnxruntime; use fp32")
+    return runtime
 
 
 def parse_names(text: str | None, known: list[str], option: str) -> list[str]:

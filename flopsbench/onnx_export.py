@@ -1,0 +1,76 @@
+"""Export workloads to ONNX, cached by a content key, with flopsbench's counts embedded.
+
+PConv is exported in its ``split_cat`` form (same outputs; the in-place ``slicing`` form bloats
+ONNX graphs). The cache key hashes what determines the file: the module's structure and every
+weight, the input shape and dtype, and the torch and opset versions, so repeated runs reuse the
+file and any change makes a new one. The embedded metadata (``flopsbench`` in the model's
+metadata_props) carries the workload and its FLOPs and memory counts to a board that has no
+torch to count them with."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from operators.pconv import PartialConv
+
+OPSET = 17
+METADATA_KEY = "flopsbench"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("FLOPSBENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flopsbench"
+    return Path(root) / "onnx"
+
+
+def content_key(module: torch.nn.Module, x: torch.Tensor) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{torch.__version__}|opset{OPSET}|{tuple(x.shape)}|{x.dtype}|{module!r}".encode())
+    for name, tensor in module.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def export(module: torch.nn.Module, x: torch.Tensor, path: Path, metadata: dict | None = None) -> Path:
+    """Write ``module`` (eval, PConv as split_cat) to ``path`` with ``metadata`` embedded."""
+    modes = {m: m.forward_mode for m in module.modules() if isinstance(m, PartialConv)}
+    for m in modes:
+        m.forward_mode = "split_cat"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
+            torch.onnx.export(module, (x,), str(tmp), input_names=["input"], output_names=["output"],
+                              opset_version=OPSET, dynamo=False)
+    finally:
+        for m, mode in modes.items():
+            m.forward_mode = mode
+    if metadata is not None:
+        model = onnx.load(str(tmp))
+        entry = model.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+        onnx.save(model, str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def cached_export(module: torch.nn.Module, x: torch.Tensor, metadata: dict | None = None) -> tuple[Path, bool]:
+    """The ONNX file for this module and input, exported only if not cached; (path, was_cached)."""
+    path = cache_dir() / f"{content_key(module, x)}.onnx"
+    if path.exists():
+        return path, True
+    return export(module, x, path, metadata), False
+
+
+def read_metadata(path: Path) -> dict | None:
+    model = onnx.load(str(path), load_external_data=False)
+    value = next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
+    return None if value is None else json.loads(value)
