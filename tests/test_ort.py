@@ -1,0 +1,147 @@
+"""The onnxruntime path: outputs match PyTorch for every operator and FasterNet-T0, the export
+cache, session settings, and the CLI's runtime and device errors."""
+
+from __future__ import annotations
+
+import json
+import platform
+
+import pytest
+import torch
+
+import operators
+from flopsbench.onnx_export import cached_export, content_key, read_metadata
+from flopsbench.ort_runtime import make_session
+from flopsbench.report import Report
+from flopsbench.runner import run_all
+from flopsbench.spec import Execution, Shape, TimingBudget, Workload
+from tests.test_cli import _assert_one_line_error, invoke
+
+ORT = dict(runtime="onnxruntime", runtime_options=(("opt_level", "all"), ("spinning", True)))
+TINY = TimingBudget(warmup_s=0, warmup_runs=0, min_time_s=0, min_runs=1, max_runs=2, exact_runs=2, rounds=1)
+
+
+@pytest.fixture(autouse=True)
+def onnx_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOPSBENCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "onnx"
+
+
+def _run(workloads, **execution):
+    report = Report("ops", Execution(budget=TINY, **{**ORT, **execution}), {})
+    return run_all(report, workloads).rows
+
+
+@pytest.mark.parametrize("name", operators.list_operators())
+def test_every_operator_matches_torch_under_onnxruntime(name):
+    params = tuple(operators.get_operator(name).defaults.items())
+    (row,) = _run([Workload(name, Shape(32, 12, 12), 2, params)])
+    assert row.status == "ok", row.error
+    assert row.runtime["max_abs_diff_vs_torch"] < 1e-4
+    assert row.runtime["provider"] == "CPUExecutionProvider" and len(row.samples_s) == 2
+
+
+def test_slicing_pconv_is_exported_as_split_cat():
+    params = (("kernel_size", 3), ("ratio", 0.25), ("forward_mode", "slicing"))
+    (row,) = _run([Workload("pconv", Shape(32, 12, 12), 2, params)])
+    assert row.status == "ok" and row.runtime["pconv_exported_as"] == "split_cat"
+
+
+def test_fasternet_t0_matches_torch_under_onnxruntime():
+    workload = Workload("fasternet_t0", Shape(3, 224, 224), 1, tuple(operators.get_model("fasternet_t0").defaults.items()),
+                        kind="model", fuse_bn=True)
+    (row,) = _run([workload])
+    assert row.status == "ok", row.error
+    assert row.runtime["max_abs_diff_vs_torch"] < 1e-3
+    meta = read_metadata(row.runtime["onnx_file"])
+    assert meta["workload"]["name"] == "fasternet_t0" and meta["counts"]["flops_fused"] == row.flops_fused
+
+
+def test_export_is_cached_by_content(onnx_cache):
+    params = (("kernel_size", 3),)
+    first, second = _run([Workload("dwconv", Shape(16, 8, 8), 1, params)] * 2)
+    assert (first.runtime["export_cached"], second.runtime["export_cached"]) == (False, True)
+    assert first.runtime["onnx_file"] == second.runtime["onnx_file"]
+    assert len(list(onnx_cache.glob("*.onnx"))) == 1
+    # other weights (another seed) are other content: a new file
+    (third,) = _run([Workload("dwconv", Shape(16, 8, 8), 1, params)], seed=1)
+    assert third.runtime["export_cached"] is False and len(list(onnx_cache.glob("*.onnx"))) == 2
+
+
+def test_content_key_sees_weights_and_shapes():
+    module = torch.nn.Conv2d(4, 4, 3, padding=1).eval()
+    x = torch.zeros(1, 4, 8, 8)
+    key = content_key(module, x)
+    assert key == content_key(module, x)
+    assert key != content_key(module, torch.zeros(1, 4, 9, 9))
+    with torch.no_grad():
+        module.weight[0, 0, 0, 0] += 1
+    assert key != content_key(module, x)
+
+
+def test_thread_and_optimisation_options_reach_the_session(tmp_path):
+    module = torch.nn.Conv2d(4, 4, 3, padding=1).eval()
+    path, _ = cached_export(module, torch.zeros(1, 4, 8, 8))
+    session, record = make_session(path, threads=2, cores=(0, 1), opt_level="basic", spinning=False)
+    options = session.get_session_options()
+    assert options.intra_op_num_threads == 2 and options.inter_op_num_threads == 1
+    assert str(options.execution_mode).endswith("ORT_SEQUENTIAL")
+    assert str(options.graph_optimization_level).endswith("ORT_ENABLE_BASIC")
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.intra_op_thread_affinities") == "2"  # core 1, 1-based
+    assert record["intra_op_thread_affinities"] == "2" and record["graph_optimization_level"] == "basic"
+
+
+def test_mismatch_against_torch_fails_the_row_loudly(monkeypatch):
+    import flopsbench.runner as runner
+
+    real = runner.make_session
+
+    class Wrong:
+        def __init__(self, session):
+            self.session = session
+
+        def get_inputs(self):
+            return self.session.get_inputs()
+
+        def run(self, outputs, feeds):
+            return [o + 1.0 for o in self.session.run(outputs, feeds)]
+
+    monkeypatch.setattr(runner, "make_session", lambda *a, **k: (Wrong(real(*a, **k)[0]), real(*a, **k)[1]))
+    (row,) = _run([Workload("pwconv", Shape(8, 4, 4), 1)])
+    assert row.status == "error" and "differs from PyTorch" in row.error
+
+
+# --- CLI ---------------------------------------------------------------------------------------------
+
+def test_cli_runtime_onnxruntime_records_the_session():
+    result = invoke(["ops", "--runtime", "onnxruntime", "--op", "pconv", "--shape", "16x8x8", "--layers", "1",
+                     "--runs", "2", "--warmup", "0", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["execution"]["runtime"] == "onnxruntime"
+    assert data["execution"]["runtime_options"] == {"opt_level": "all", "spinning": True}
+    assert data["rows"][0]["runtime"]["intra_op_num_threads"] == 1
+    assert data["environment"]["onnxruntime_providers"]
+
+
+@pytest.mark.skipif(platform.machine() in ("aarch64", "arm64"), reason="on an ARM host --device arm is valid")
+def test_device_arm_on_this_host_says_how_to_go_on():
+    result = invoke(["ops", "--device", "arm"])
+    _assert_one_line_error(result, "--device")
+    line = result.stderr.strip()
+    assert platform.machine() in line and "flopsbench export" in line and "--runtime onnxruntime" in line
+
+
+@pytest.mark.parametrize("args, option", [
+    ("--runtime tvm", "--runtime"),
+    ("--runtime onnxruntime --dtype fp16", "--dtype"),
+    ("--runtime onnxruntime --ort-opt-level max", "--ort-opt-level"),
+])
+def test_runtime_errors_are_one_line(args, option):
+    _assert_one_line_error(invoke(["ops", *args.split()]), option)
+
+
+def test_breakdown_needs_the_torch_runtime():
+    _assert_one_line_error(invoke(["model", "fasternet_t0", "--runtime", "onnxruntime", "--breakdown", "2"]),
+                           "--breakdown")
