@@ -80,7 +80,9 @@ def onnxruntime_details() -> dict:
             "onnxruntime_build": onnxruntime.get_build_info() if hasattr(onnxruntime, "get_build_info") else None}
 
 
-def capture_environment() -> dict:
+def capture_environment(with_torch: bool = True) -> dict:
+    """``with_torch=False`` leaves torch unimported (and its details out), as the torch-free
+    board runner needs even where torch happens to be installed."""
     return {
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
@@ -90,7 +92,7 @@ def capture_environment() -> dict:
         "logical_cores": os.cpu_count(),
         "allowed_cores": allowed_cores(),
         "cpu_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
-        **torch_details(),
+        **(torch_details() if with_torch else {}),
         **onnxruntime_details(),
         "libraries": library_versions(),
         "flopsbench": flopsbench.__version__,

@@ -18,10 +18,26 @@ from pathlib import Path
 import onnx
 import torch
 
+from flopsbench import __version__
+from flopsbench.report import Row
+from flopsbench.spec import Execution
 from operators.pconv import PartialConv
 
 OPSET = 17
 METADATA_KEY = "flopsbench"
+# Counts embedded in an ONNX export, for a board without torch to report (Row field names).
+EMBEDDED_COUNTS = ("params", "params_without_bn", "flops", "flops_analytic", "flops_unfused", "flops_fused",
+                   "flops_by_operator", "unsupported_ops", "memory_ideal_elements", "memory_ideal_bytes", "memory_impl")
+
+
+def export_metadata(row: Row, execution: Execution) -> dict:
+    """What an export carries for the board runner (``flopsbench.board``): the workload, batch,
+    dtype, the counted row's FLOPs/params/memory (``EMBEDDED_COUNTS``), and the versions that
+    made it. ``row`` must already be counted (``runner.count_case``)."""
+    return {"workload": row.workload.to_dict(), "batch": execution.batch, "dtype": execution.dtype,
+            "counts": {key: getattr(row, key) for key in EMBEDDED_COUNTS},
+            "memory_impl_bytes": row.memory_impl_bytes,
+            "exported_with": {"torch": torch.__version__, "flopsbench": __version__}}
 
 
 def cache_dir() -> Path:

@@ -1,0 +1,312 @@
+"""The torch-free board runner: time an exported ONNX file with onnxruntime on a machine that has
+neither torch nor fvcore (a Raspberry Pi class ARM board), and write flopsbench's JSON report.
+
+    python -m flopsbench.board t0.onnx --threads 1 --cores 0 -o t0-arm.json
+
+Needs only the Python standard library, numpy, onnxruntime and flopsbench's torch-free modules
+(spec, report, timing, stats, sampling, cpu, environment, ort_runtime). The file is usually made
+by ``flopsbench export NAME -o FILE.onnx`` on a machine with torch: the export embeds the
+workload, batch, dtype and the FLOPs/params/memory counts (metadata key ``flopsbench``), which
+the report's row carries over, so the board's report has the same schema and numbers as any
+other and merges with them. An ONNX file without that metadata is still timed (its input shape
+must then be fixed NCHW); its counts are unknown (null) and the row says so in a warning.
+
+Timing is the same as ``flopsbench ops/model``: onnxruntime's CPU execution provider with
+intra-op threads = ``--threads``, inter-op 1, sequential execution, every thread of the process
+pinned to ``--cores``; the same warm-up, sampling budget and rounds (consecutive blocks here,
+since there is one case), the same statistics and noise warnings. The input is prepared before
+timing: seeded standard-normal float32 of the exported shape (numpy's generator, so its values
+differ from torch's; latency does not depend on them).
+
+Only JSON is written (the table views need the torch side's exporters); merge or render it on
+the machine you copy it back to. Exit status: 0 ok, 1 the case failed (the report says why),
+2 a user error (one line on stderr), 130 interrupted (the report is marked incomplete).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from flopsbench.cpu import allowed_cores
+from flopsbench.environment import capture_environment
+from flopsbench.ort_runtime import OPT_LEVELS, make_session
+from flopsbench.report import Report, Row, utc_now, write_atomically
+from flopsbench.sampling import finish_row, sample_round
+from flopsbench.spec import Execution, Shape, TimingBudget, Workload
+
+PROG = "python -m flopsbench.board"
+METADATA_KEY = "flopsbench"  # = onnx_export.METADATA_KEY (that module needs torch and onnx)
+ARM_MACHINES = ("aarch64", "arm64")
+ARM_NOTE = ("ARM latency measured with onnxruntime's CPU execution provider, not PyTorch "
+            "as in the FasterNet paper's ARM column")
+
+
+class UserError(Exception):
+    """A bad option or file: one line on stderr naming the option, exit status 2."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"{PROG}: error: {option}: {message}")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse prints usage first; one line is the rule here
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Time an exported ONNX file with onnxruntime (no torch needed) "
+                                       "and write flopsbench's JSON report.")
+    p.add_argument("model", metavar="MODEL.onnx", help="file made by 'flopsbench export NAME -o MODEL.onnx'")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads; inter-op is 1 (1)")
+    p.add_argument("--cores", default=None,
+                   help="cores to pin every thread to, e.g. 0 or 0,2-3 (the first --threads allowed cores)")
+    p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds, at least 3 calls (0.2)")
+    p.add_argument("--min-time", type=float, default=2.0, help="sample until this many seconds are timed... (2)")
+    p.add_argument("--min-runs", type=int, default=10, help="...and at least this many samples... (10)")
+    p.add_argument("--max-runs", type=int, default=10_000, help="...but never more than this many (10000)")
+    p.add_argument("--runs", type=int, default=None, help="exactly this many samples instead")
+    p.add_argument("--rounds", type=int, default=4, help="split the samples into this many rounds (4)")
+    p.add_argument("--ort-opt-level", default="all", choices=OPT_LEVELS, help="graph optimisation (all)")
+    p.add_argument("--ort-spinning", action=argparse.BooleanOptionalAction, default=True,
+                   help="let onnxruntime's worker threads spin while waiting (on)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input (0)")
+    p.add_argument("-o", "--output", default="-", help="write the JSON report to FILE ('-' = stdout, the default)")
+    return p
+
+
+# --- validation (before anything is loaded or measured) ----------------------------------------------
+
+def parse_cores(text: str | None, threads: int) -> tuple[int, ...]:
+    """'0,2-3' -> (0, 2, 3); default: the first ``threads`` cores this process may use."""
+    allowed = allowed_cores()
+    if threads < 1:
+        raise UserError("--threads", f"{threads} must be at least 1")
+    if threads > len(allowed):
+        raise UserError("--threads", f"{threads} is more than the {len(allowed)} core(s) this process may use "
+                                     f"({_join(allowed)}); use --threads {len(allowed)} or fewer")
+    if text is None:
+        return tuple(allowed[:threads])
+    cores: set[int] = set()
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise UserError("--cores", f"{text!r} is not a core list; use e.g. 0 or 0,2-3")
+        first, last = int(match[1]), int(match[2] or match[1])
+        if last < first:
+            raise UserError("--cores", f"range {part.strip()!r} runs backwards; write it low-high, e.g. 0-3")
+        cores.update(range(first, last + 1))
+    unknown = sorted(cores - set(allowed))
+    if unknown:
+        raise UserError("--cores", f"core(s) {_join(unknown)} not available to this process; "
+                                   f"choose among {_join(allowed)}")
+    if threads > len(cores):
+        raise UserError("--threads", f"{threads} threads need at least as many cores, but --cores gives "
+                                     f"{len(cores)}; add cores or lower --threads")
+    return tuple(sorted(cores))
+
+
+def _join(cores: list[int]) -> str:
+    return ",".join(str(c) for c in cores)
+
+
+def budget_from(args: argparse.Namespace) -> TimingBudget:
+    if args.runs is not None and args.runs < 1:
+        raise UserError("--runs", f"{args.runs} must be at least 1")
+    if args.min_time < 0 or args.warmup < 0:
+        raise UserError("--min-time" if args.min_time < 0 else "--warmup", "must not be negative")
+    if args.min_runs < 1 or args.max_runs < args.min_runs:
+        raise UserError("--max-runs" if args.min_runs >= 1 else "--min-runs",
+                        f"need 1 <= --min-runs ({args.min_runs}) <= --max-runs ({args.max_runs})")
+    if args.rounds < 1:
+        raise UserError("--rounds", f"{args.rounds} must be a positive integer")
+    return TimingBudget(warmup_s=args.warmup, min_time_s=args.min_time, min_runs=args.min_runs,
+                        max_runs=args.max_runs, exact_runs=args.runs, rounds=args.rounds)
+
+
+def check_output(output: str) -> None:
+    """Fail before measuring if the report cannot be written."""
+    if output == "-":
+        return
+    path = Path(output)
+    existed = path.exists()
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise UserError("--output", f"cannot write {output} ({exc.strerror}); choose a writable path "
+                                    "or '-' for stdout") from None
+    if not existed:
+        path.unlink()
+
+
+def device_name(machine: str | None = None) -> str:
+    """'arm' on an aarch64 host, else 'cpu' (the report's Execution.device)."""
+    return "arm" if (machine or platform.machine()).lower() in ARM_MACHINES else "cpu"
+
+
+# --- the ONNX file -------------------------------------------------------------------------------------
+
+def embedded_metadata(session) -> tuple[dict | None, str | None]:
+    """(the exporter's metadata, None) or (None, why it is missing or unreadable)."""
+    value = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if value is None:
+        return None, "it has no flopsbench metadata"
+    try:
+        metadata = json.loads(value)
+        Workload.from_dict(metadata["workload"])
+        int(metadata["batch"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return None, f"its flopsbench metadata is unreadable ({type(exc).__name__}: {exc})"
+    return metadata, None
+
+
+def input_spec(session, metadata: dict | None, path: Path) -> tuple[str, list[int]]:
+    """The input's name and the NCHW shape to feed, checked against the session's input."""
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise UserError("MODEL.onnx", f"{path.name} has {len(inputs)} inputs; the board runner feeds exactly one")
+    spec = inputs[0]
+    if spec.type != "tensor(float)":
+        raise UserError("MODEL.onnx", f"{path.name}'s input is {spec.type}; the board runner feeds float32 "
+                                      "(export with --dtype fp32, the default)")
+    declared = list(spec.shape)
+    if metadata is not None:
+        shape = [int(metadata["batch"]), *metadata["workload"]["shape"]]
+        if len(declared) != 4 or any(isinstance(d, int) and d != s for d, s in zip(declared, shape)):
+            raise UserError("MODEL.onnx", f"{path.name}'s metadata says input {shape} but its graph takes "
+                                          f"{declared}; re-export it with 'flopsbench export'")
+        return spec.name, shape
+    if len(declared) != 4 or not all(isinstance(d, int) and d > 0 for d in declared):
+        raise UserError("MODEL.onnx", f"{path.name} has no flopsbench metadata and its input shape {declared} is "
+                                      "not a fixed NCHW shape; export it with 'flopsbench export NAME -o FILE.onnx'")
+    return spec.name, declared
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def make_row(path: Path, metadata: dict | None, shape: list[int], missing: str | None) -> Row:
+    """The row, with the exporter's counts copied in (unknown, None, without metadata)."""
+    if metadata is None:
+        workload = Workload(path.stem, Shape(*shape[1:]), 1, kind="model")
+        row = Row(workload)
+        row.warnings.append(f"{path.name}: {missing}, so FLOPs, params and memory are unknown (null) and the "
+                            "workload is named after the file; export with 'flopsbench export NAME -o FILE.onnx' "
+                            "to embed them")
+        return row
+    row = Row(Workload.from_dict(metadata["workload"]))
+    for key, value in metadata.get("counts", {}).items():
+        if key in Row.__dataclass_fields__ and key != "workload":
+            setattr(row, key, value)
+    return row
+
+
+# --- measuring -----------------------------------------------------------------------------------------
+
+def measure(args: argparse.Namespace, argv: list[str]) -> Report:
+    """Validate, load, time and return the report (``complete`` False if interrupted)."""
+    budget = budget_from(args)
+    cores = parse_cores(args.cores, args.threads)
+    check_output(args.output)
+    path = Path(args.model)
+    if not path.is_file():
+        raise UserError("MODEL.onnx", f"no file at {path}; give the path of a file made by 'flopsbench export'")
+    try:
+        session, record = make_session(path, args.threads, cores, args.ort_opt_level, args.ort_spinning)
+    except Exception as exc:  # noqa: BLE001 -- onnxruntime's own error types vary by version
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError("MODEL.onnx", f"onnxruntime cannot load {path.name} ({reason})") from None
+    metadata, missing = embedded_metadata(session)
+    input_name, shape = input_spec(session, metadata, path)
+    dtype = metadata.get("dtype", "fp32") if metadata else "fp32"
+    device = device_name()
+    execution = Execution(device=device, runtime="onnxruntime",
+                          runtime_options=(("opt_level", args.ort_opt_level), ("spinning", args.ort_spinning)),
+                          dtype=dtype, batch=shape[0], threads=args.threads, cores=cores, budget=budget,
+                          seed=args.seed)
+    row = make_row(path, metadata, shape, missing)
+    row.runtime = {**record, "onnx_file": path.name, "onnx_bytes": path.stat().st_size, "onnx_sha256": sha256(path),
+                   "runner": "flopsbench.board", "embedded_metadata": metadata is not None,
+                   "exported_with": metadata.get("exported_with") if metadata else None,
+                   "pconv_exported_as": "split_cat" if metadata else None,
+                   "input": f"numpy default_rng({args.seed}).standard_normal, float32",
+                   **({"note": ARM_NOTE} if device == "arm" else {})}
+    command = "model" if row.workload.kind == "model" else "ops"
+    report = Report(command=command, execution=execution, environment=capture_environment(with_torch=False),
+                    argv=[PROG, *argv], rows=[row])
+    feeds = {input_name: np.random.default_rng(args.seed).standard_normal(shape, dtype=np.float32)}
+    call = lambda: session.run(None, feeds)  # noqa: E731 -- the only thing in the timed region
+    try:
+        for index in range(budget.rounds):
+            sample_round(row, call, execution, budget.round_share(index))
+    except KeyboardInterrupt:
+        return report
+    except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
+        row.status, row.error = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
+    finish_row(row, execution)
+    report.complete = True
+    report.finished_utc = utc_now()
+    return report
+
+
+def summary(report: Report) -> str:
+    row, ex = report.rows[0], report.execution
+    where = (f"{report.environment.get('machine')} (device {ex.device}, onnxruntime "
+             f"{row.runtime.get('onnxruntime')}, {ex.threads} thread(s) on core(s) {_join(list(ex.cores))})")
+    label = f"{row.workload.name} {row.workload.shape} batch {ex.batch}"
+    stats = row.stats
+    if row.status != "ok" or stats is None:
+        return f"{label} on {where}: {row.error or 'no samples'}"
+    text = f"{label} on {where}: median {stats.median_s * 1e3:.4g} ms, IQR {stats.iqr_s * 1e3:.3g} ms, {stats.n} samples"
+    if row.flops is not None:
+        text += f"; FLOPs {_si(row.flops)} -> {_si(row.flops / stats.median_s)}FLOPS"
+    return text
+
+
+def _si(value: float) -> str:
+    """335438400 -> '335 M' (decimal prefixes, as the tables use)."""
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= factor:
+            return f"{value / factor:.3g} {prefix}"
+    return f"{value:.3g} "
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser().parse_args(argv)
+    try:
+        report = measure(args, argv)
+    except UserError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    text = report.to_json()
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        write_atomically(Path(args.output), text)
+    print(summary(report), file=sys.stderr)
+    for warning in report.rows[0].warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.output != "-":
+        print(f"wrote {args.output}", file=sys.stderr)
+    if not report.complete:
+        print("interrupted: the report is marked incomplete and holds the samples taken so far", file=sys.stderr)
+        return 130
+    return 0 if report.rows[0].status == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""`flopsbench export NAME -o FILE.onnx`: an operator stack or a model as ONNX, with its counts
+embedded, for the torch-free board runner (``python -m flopsbench.board FILE.onnx``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+
+import operators
+from flopsbench.cli import app
+from flopsbench.cli import model as model_cli
+from flopsbench.cli import ops as ops_cli
+from flopsbench.cli.options import Batch, Seed, bad, check_choice, check_positive, parse_ratio, parse_shapes
+from flopsbench.onnx_export import export, export_metadata
+from flopsbench.ort_runtime import check_outputs, make_session
+from flopsbench.report import Row
+from flopsbench.runner import ORT_ATOL, ORT_RTOL, build_case, count_case
+from flopsbench.spec import Execution, Shape, Workload
+from operators.baselines import resolve_model
+from operators.pconv import FORWARD_MODES
+
+DEFAULT_SHAPE = Shape(96, 56, 56)
+DEFAULT_LAYERS = 10
+
+
+@app.command("export")
+def export_command(
+    name: str = typer.Argument(..., help="An operator (see 'flopsbench list'), a registered model, or timm:NAME."),
+    output: Path = typer.Option(..., "-o", "--output", help="The ONNX file to write."),
+    shape: Optional[str] = typer.Option(None, "--shape", help="Operators: feature map CxHxW (default 96x56x56)."),
+    layers: Optional[int] = typer.Option(None, help="Operators: identical layers stacked (default 10)."),
+    kernel: Optional[int] = typer.Option(None, help="Operators: kernel size for conv, gconv, dwconv, pconv (default 3)."),
+    groups: Optional[int] = typer.Option(None, help="Operators: GConv groups (default 16)."),
+    ratio: Optional[str] = typer.Option(None, help="PConv partial ratio r = c_p/c, e.g. 1/4 (default)."),
+    pconv_mode: Optional[str] = typer.Option(None, help="PConv forward recorded in the workload: split_cat (default) "
+                                                        "or slicing; the graph is always exported as split_cat."),
+    resolution: Optional[int] = typer.Option(None, help="Models: square input side (default: the model's own)."),
+    act: Optional[str] = typer.Option(None, help="Models: FasterNet activation, gelu or relu (default: the variant's)."),
+    num_classes: Optional[int] = typer.Option(None, help="Models: classifier outputs (default 1000)."),
+    weights: Optional[Path] = typer.Option(None, help="Models: official checkpoint to load (default: seeded random "
+                                                      "weights)."),
+    fuse_bn: Optional[bool] = typer.Option(None, "--fuse-bn/--no-fuse-bn", help="Models: fold BatchNorm into the "
+                                           "preceding convs, as the paper does (default on)."),
+    batch: Batch = 1, seed: Seed = 0,
+) -> None:
+    """Export an operator stack or a model to ONNX with its FLOPs, params and memory counts embedded,
+    checked against PyTorch with onnxruntime; time it on a board with 'python -m flopsbench.board FILE'."""
+    check_positive(batch, "--batch")
+    check_choice(pconv_mode, FORWARD_MODES, "--pconv-mode")
+    _check_output(output)
+    workload = _workload(name, shape=shape, layers=layers, kernel=kernel, groups=groups, ratio=ratio,
+                         pconv_mode=pconv_mode, resolution=resolution, act=act, num_classes=num_classes,
+                         weights=weights, fuse_bn=fuse_bn)
+    execution = Execution(device="cpu", runtime="onnxruntime", dtype="fp32", batch=batch, seed=seed)
+    try:
+        size, flops, worst = export_workload(workload, execution, output)
+    except Exception as exc:  # noqa: BLE001 -- anything past validation: one line, exit 1
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(f"flopsbench export: error: {workload.name}: {reason}", err=True)
+        raise typer.Exit(1) from None
+    flops_text = "unknown" if flops is None else _si(flops, "")
+    typer.echo(f"wrote {output} ({_si(size, 'B')}): {workload.name} {workload.shape} batch {batch}, "
+               f"FLOPs {flops_text} (1 multiply-add = 1 FLOP), onnxruntime vs torch max abs diff {worst:.3g}",
+               err=True)
+
+
+def _si(value: float, unit: str) -> str:
+    """1234567 -> '1.23 M' (decimal prefixes, as the tables use)."""
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:g} {unit}".rstrip()
+
+
+def export_workload(workload: Workload, execution: Execution, output: Path) -> tuple[int, int | None, float]:
+    """Build and count the workload as the runner does, export it with the counts embedded, and
+    check onnxruntime's output against PyTorch's; (file size in bytes, FLOPs, max abs diff).
+    A file whose outputs do not match is removed."""
+    row = Row(workload)
+    module, x = build_case(workload, execution)
+    module = count_case(row, module, x, execution)
+    export(module, x, output, export_metadata(row, execution))
+    try:
+        session, _ = make_session(output, threads=1, cores=(0,))
+        with torch.inference_mode():
+            expected = module(x).numpy()
+        scale = max(1.0, float(abs(expected).max()))
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        worst = check_outputs(got, expected, rtol=ORT_RTOL, atol=ORT_ATOL * scale)
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+    return output.stat().st_size, row.flops, worst
+
+
+def _workload(name: str, *, shape, layers, kernel, groups, ratio, pconv_mode, resolution, act, num_classes,
+              weights, fuse_bn) -> Workload:
+    """An operator workload (``ops``' rules) or a model workload (``model``'s rules); options of
+    the other kind are refused."""
+    ratio_value = None if ratio is None else parse_ratio(ratio)
+    if name in operators.list_operators():
+        _refuse("operator", name, {"--resolution": resolution, "--act": act, "--num-classes": num_classes,
+                                   "--weights": weights, "--fuse-bn": fuse_bn})
+        if layers is not None:
+            check_positive(layers, "--layers")
+        shapes = parse_shapes([shape] if shape else None, [DEFAULT_SHAPE])
+        if len(shapes) != 1:
+            raise bad("--shape", f"give one CxHxW (one file per shape), not {shape!r}")
+        overrides = {"kernel_size": kernel, "groups": groups, "forward_mode": pconv_mode, "ratio": ratio_value}
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        accepted = operators.get_operator(name).defaults
+        for key in overrides:
+            if key not in accepted:
+                raise bad(ops_cli.PARAM_OPTIONS[key], f"{name} has no such parameter; its parameters: "
+                                                      f"{', '.join(accepted) or 'none'}")
+        return ops_cli._workload(name, shapes[0], DEFAULT_LAYERS if layers is None else layers, overrides)
+    try:
+        model_def = resolve_model(name)
+    except KeyError as exc:
+        raise bad("NAME", f"{exc.args[0]} Operators: {', '.join(operators.list_operators())}.") from None
+    if model_def.unavailable:
+        raise bad("NAME", f"{name} cannot be built here: {model_def.unavailable}")
+    _refuse("model", name, {"--shape": shape, "--layers": layers, "--kernel": kernel, "--groups": groups})
+    if resolution is not None:
+        check_positive(resolution, "--resolution")
+    if weights is not None and not weights.is_file():
+        raise bad("--weights", f"no file at {weights}; give the path of a downloaded checkpoint")
+    overrides = {"ratio": ratio_value, "forward_mode": pconv_mode, "act": act, "num_classes": num_classes}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    workload = model_cli._workload(name, overrides, resolution, weights, True if fuse_bn is None else fuse_bn)
+    for option, key in (("--ratio", "ratio"), ("--pconv-mode", "forward_mode"), ("--act", "act")):
+        if key in overrides and key not in workload.param_dict:
+            raise bad(option, f"{name} has no such option (FasterNet models do)")
+    return workload
+
+
+def _refuse(kind: str, name: str, given: dict) -> None:
+    for option, value in given.items():
+        if value is not None:
+            other = "models" if kind == "operator" else "operators"
+            raise bad(option, f"applies to {other} only, and {name} is {'an' if kind == 'operator' else 'a'} {kind}")
+
+
+def _check_output(output: Path) -> None:
+    """Fail before building if the file cannot be written."""
+    if str(output) == "-":
+        raise bad("--output", "an ONNX file is binary; give a file path, e.g. -o model.onnx")
+    if output.is_dir():
+        raise bad("--output", f"{output} is a folder; give a file path, e.g. -o {output / 'model.onnx'}")
+    existed = output.exists()
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with open(output, "a"):
+            pass
+    except OSError as exc:
+        raise bad("--output", f"cannot write {output} ({exc.strerror}); choose a writable path") from None
+    if not existed:
+        output.unlink()

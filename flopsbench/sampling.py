@@ -1,0 +1,41 @@
+"""One timing round of one row, and the warnings that need all of a row's samples.
+
+Torch-free (the onnxruntime board runner uses it): torch is imported only when its intra-op
+thread count is to be set (``torch_threads=True``), through ``cpu.pinned``."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from flopsbench.cpu import audit_affinity, pinned
+from flopsbench.report import Row
+from flopsbench.spec import Execution, TimingBudget
+from flopsbench.stats import noise_warnings, round_medians, summarize
+from flopsbench.timing import collect, warm_up
+
+
+def sample_round(row: Row, call: Callable[[], object], execution: Execution, budget: TimingBudget,
+                 clock: Callable[[], float] = time.perf_counter, torch_threads: bool = False) -> None:
+    """Pin every thread to ``execution.cores``, warm up, then append one round of samples to
+    ``row``; only ``call()`` is timed. The affinity of every thread is read once per row, while
+    the case's threads are alive."""
+    if budget.exact_runs == 0:
+        return  # fewer exact runs than rounds: this round has no share
+    with pinned(execution.threads, execution.cores, torch_threads=torch_threads):
+        row.warmup_runs += warm_up(call, budget, clock)
+        if row.affinity is None:
+            row.affinity = audit_affinity(execution.cores)
+        samples = collect(call, budget, clock)
+    row.samples_s.extend(samples)
+    row.round_sizes.append(len(samples))
+
+
+def finish_row(row: Row, execution: Execution) -> None:
+    """Warnings that need every sample: noise, and threads found outside the pinned cores."""
+    if row.affinity is not None and not row.affinity["all_within_cores"]:
+        row.warnings.append(f"some threads ran outside the pinned cores {list(execution.cores)}")
+    if row.samples_s:
+        # Round medians say something about drift only with a few samples each.
+        medians = round_medians(row.samples_s, row.round_sizes) if min(row.round_sizes) >= 3 else []
+        row.warnings.extend(noise_warnings(summarize(row.samples_s), medians))
