@@ -175,8 +175,8 @@ def input_spec(session, metadata: dict | None, path: Path) -> tuple[str, list[in
         raise UserError("MODEL.onnx", f"{path.name} has {len(inputs)} inputs; the board runner feeds exactly one")
     spec = inputs[0]
     if spec.type != "tensor(float)":
-        raise UserError("MODEL.onnx", f"{path.name}'s input is {spec.type}; the board runner feeds float32 "
-                                      "(export with --dtype fp32, the default)")
+        raise UserError("MODEL.onnx", f"{path.name}'s input is {spec.type}; the board runner feeds float32, "
+                                      "as 'flopsbench export' writes")
     declared = list(spec.shape)
     if metadata is not None:
         shape = [int(metadata["batch"]), *metadata["workload"]["shape"]]

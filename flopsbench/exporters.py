@@ -28,9 +28,14 @@ TEXT_COLUMNS = ("Operator", "Model", "Options", "Shape", "Input", "Status")
 
 
 def _defaults(row: Row) -> dict:
-    if row.workload.kind == "model":
-        return dict(resolve_model(row.workload.name).defaults)
-    return dict(operators.get_operator(row.workload.name).defaults)
+    """The registered defaults of the row's workload; none for a name this install does not
+    know (e.g. a board report of an ONNX file without flopsbench metadata)."""
+    try:
+        if row.workload.kind == "model":
+            return dict(resolve_model(row.workload.name).defaults)
+        return dict(operators.get_operator(row.workload.name).defaults)
+    except KeyError:
+        return {}
 
 MODEL_NOTE = ("Models: Tab. 3 FLOPs = fvcore on the unfused eval model (BN counted, as the paper's Table 3); "
               "Tab. 8 = with BN folded into convs (the README / Table 8 count), which is the model timed "

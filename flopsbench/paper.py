@@ -28,7 +28,10 @@ def published() -> dict:
 def table1_row(workload: Workload) -> dict | None:
     """The paper's Table 1 entry for this workload, or None if the paper has no such row
     (another operator, shape, layer count or parameter setting)."""
-    op = operators.get_operator(workload.name)
+    try:
+        op = operators.get_operator(workload.name)
+    except KeyError:
+        return None
     if op.paper_label is None or workload.layers != TABLE1_LAYERS or workload.param_dict != dict(op.defaults):
         return None
 
@@ -43,7 +46,10 @@ def table1_row(workload: Workload) -> dict | None:
 def table3_row(workload: Workload) -> dict | None:
     """The paper's Table 3 entry for this model at its default options (and, for FasterNet,
     at the 224×224 input the paper states), or None."""
-    model = resolve_model(workload.name)
+    try:
+        model = resolve_model(workload.name)
+    except KeyError:
+        return None
     if model.paper_label is None or workload.param_dict != dict(model.defaults) or workload.weights:
         return None
     if workload.shape.h != model.input_resolution:

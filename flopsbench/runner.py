@@ -16,14 +16,12 @@ import torch
 import operators
 from flopsbench.breakdown import module_breakdown
 from flopsbench.counting import count_flops, count_params, count_params_without_bn
-from flopsbench.cpu import audit_affinity, pinned
 from flopsbench.memory import count_memory_access
-from flopsbench.onnx_export import cached_export
+from flopsbench.onnx_export import cached_export, export_metadata
 from flopsbench.ort_runtime import check_outputs, make_session
 from flopsbench.report import Report, Row, utc_now
 from flopsbench.spec import Execution, TimingBudget, Workload
-from flopsbench.stats import noise_warnings, round_medians, summarize
-from flopsbench.timing import collect, warm_up
+from flopsbench.sampling import finish_row, sample_round
 from operators.baselines import resolve_model
 from operators.fusion import fuse_bn
 from operators.weights import load_official_weights
@@ -31,9 +29,6 @@ from operators.weights import load_official_weights
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # onnxruntime's output must match PyTorch's within rtol, and atol × the output's largest magnitude.
 ORT_RTOL, ORT_ATOL = 1e-3, 1e-4
-# Counts embedded in an ONNX export, for a board without torch to report.
-EMBEDDED_COUNTS = ("params", "params_without_bn", "flops", "flops_analytic", "flops_unfused", "flops_fused",
-                   "unsupported_ops", "memory_ideal_elements", "memory_ideal_bytes", "memory_impl")
 # Fused and unfused outputs must agree this closely (absolute and relative) to time the fused model.
 FUSION_TOLERANCE = {torch.float32: 1e-3, torch.float16: 5e-2, torch.bfloat16: 1e-1}
 
@@ -118,9 +113,7 @@ def runtime_call(case: Case, execution: Execution) -> Callable[[], object]:
     if execution.runtime == "torch":
         return lambda: module(x)
     row = case.row
-    metadata = {"workload": row.workload.to_dict(), "batch": execution.batch, "dtype": execution.dtype,
-                "counts": {key: getattr(row, key) for key in EMBEDDED_COUNTS},
-                "memory_impl_bytes": row.memory_impl_bytes, "exported_with": {"torch": torch.__version__}}
+    metadata = export_metadata(row, execution)
     path, cached = cached_export(module, x, metadata)
     options = dict(execution.runtime_options)
     session, record = make_session(path, execution.threads, execution.cores,
@@ -137,27 +130,9 @@ def runtime_call(case: Case, execution: Execution) -> Callable[[], object]:
 
 def time_round(row: Row, call: Callable[[], object], execution: Execution, budget: TimingBudget,
                clock: Callable[[], float] = time.perf_counter) -> None:
-    """Warm up, then append one round of samples to ``row``; only ``call()`` is timed."""
-    if budget.exact_runs == 0:
-        return  # fewer exact runs than rounds: this round has no share
-    with pinned(execution.threads, execution.cores, torch_threads=execution.runtime == "torch"), \
-            torch.inference_mode():
-        row.warmup_runs += warm_up(call, budget, clock)
-        if row.affinity is None:
-            row.affinity = audit_affinity(execution.cores)  # while the case's threads are alive
-        samples = collect(call, budget, clock)
-    row.samples_s.extend(samples)
-    row.round_sizes.append(len(samples))
-
-
-def finish_row(row: Row, execution: Execution) -> None:
-    """Warnings that need every sample: noise, and threads found outside the pinned cores."""
-    if row.affinity is not None and not row.affinity["all_within_cores"]:
-        row.warnings.append(f"some threads ran outside the pinned cores {list(execution.cores)}")
-    if row.samples_s:
-        # Round medians say something about drift only with a few samples each.
-        medians = round_medians(row.samples_s, row.round_sizes) if min(row.round_sizes) >= 3 else []
-        row.warnings.extend(noise_warnings(summarize(row.samples_s), medians))
+    """One round of samples for ``row`` (see sampling.sample_round), under inference mode."""
+    with torch.inference_mode():
+        sample_round(row, call, execution, budget, clock, torch_threads=execution.runtime == "torch")
 
 
 def fail(case: Case, exc: Exception) -> None:

@@ -50,10 +50,10 @@ def export_command(
     checked against PyTorch with onnxruntime; time it on a board with 'python -m flopsbench.board FILE'."""
     check_positive(batch, "--batch")
     check_choice(pconv_mode, FORWARD_MODES, "--pconv-mode")
-    _check_output(output)
     workload = _workload(name, shape=shape, layers=layers, kernel=kernel, groups=groups, ratio=ratio,
                          pconv_mode=pconv_mode, resolution=resolution, act=act, num_classes=num_classes,
                          weights=weights, fuse_bn=fuse_bn)
+    _check_output(output)
     execution = Execution(device="cpu", runtime="onnxruntime", dtype="fp32", batch=batch, seed=seed)
     try:
         size, flops, worst = export_workload(workload, execution, output)
@@ -120,7 +120,7 @@ def _workload(name: str, *, shape, layers, kernel, groups, ratio, pconv_mode, re
     try:
         model_def = resolve_model(name)
     except KeyError as exc:
-        raise bad("NAME", f"{exc.args[0]} Operators: {', '.join(operators.list_operators())}.") from None
+        raise bad("NAME", f"{name!r} is no operator ({', '.join(operators.list_operators())}); {exc.args[0]}") from None
     if model_def.unavailable:
         raise bad("NAME", f"{name} cannot be built here: {model_def.unavailable}")
     _refuse("model", name, {"--shape": shape, "--layers": layers, "--kernel": kernel, "--groups": groups})
