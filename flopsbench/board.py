@@ -29,13 +29,12 @@ import argparse
 import hashlib
 import json
 import platform
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from flopsbench.cpu import allowed_cores
+from flopsbench import cpu
 from flopsbench.environment import capture_environment
 from flopsbench.ort_runtime import OPT_LEVELS, make_session
 from flopsbench.report import Report, Row, utc_now, write_atomically
@@ -85,36 +84,10 @@ def parser() -> argparse.ArgumentParser:
 # --- validation (before anything is loaded or measured) ----------------------------------------------
 
 def parse_cores(text: str | None, threads: int) -> tuple[int, ...]:
-    """'0,2-3' -> (0, 2, 3); default: the first ``threads`` cores this process may use."""
-    allowed = allowed_cores()
-    if threads < 1:
-        raise UserError("--threads", f"{threads} must be at least 1")
-    if threads > len(allowed):
-        raise UserError("--threads", f"{threads} is more than the {len(allowed)} core(s) this process may use "
-                                     f"({_join(allowed)}); use --threads {len(allowed)} or fewer")
-    if text is None:
-        return tuple(allowed[:threads])
-    cores: set[int] = set()
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not match:
-            raise UserError("--cores", f"{text!r} is not a core list; use e.g. 0 or 0,2-3")
-        first, last = int(match[1]), int(match[2] or match[1])
-        if last < first:
-            raise UserError("--cores", f"range {part.strip()!r} runs backwards; write it low-high, e.g. 0-3")
-        cores.update(range(first, last + 1))
-    unknown = sorted(cores - set(allowed))
-    if unknown:
-        raise UserError("--cores", f"core(s) {_join(unknown)} not available to this process; "
-                                   f"choose among {_join(allowed)}")
-    if threads > len(cores):
-        raise UserError("--threads", f"{threads} threads need at least as many cores, but --cores gives "
-                                     f"{len(cores)}; add cores or lower --threads")
-    return tuple(sorted(cores))
-
-
-def _join(cores: list[int]) -> str:
-    return ",".join(str(c) for c in cores)
+    try:
+        return cpu.parse_cores(text, threads)
+    except cpu.OptionError as exc:
+        raise UserError(exc.option, str(exc)) from None
 
 
 def budget_from(args: argparse.Namespace) -> TimingBudget:
@@ -265,7 +238,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> Report:
 def summary(report: Report) -> str:
     row, ex = report.rows[0], report.execution
     where = (f"{report.environment.get('machine')} (device {ex.device}, onnxruntime "
-             f"{row.runtime.get('onnxruntime')}, {ex.threads} thread(s) on core(s) {_join(list(ex.cores))})")
+             f"{row.runtime.get('onnxruntime')}, {ex.threads} thread(s) on core(s) {','.join(map(str, ex.cores))})")
     label = f"{row.workload.name} {row.workload.shape} batch {ex.batch}"
     stats = row.stats
     if row.status != "ok" or stats is None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 
 import operators
@@ -15,9 +14,9 @@ from flopsbench.cli import model as model_cli
 from flopsbench.cli import ops as ops_cli
 from flopsbench.cli.options import Batch, Seed, bad, check_choice, check_positive, parse_ratio, parse_shapes
 from flopsbench.onnx_export import export, export_metadata
-from flopsbench.ort_runtime import check_outputs, make_session
+from flopsbench.ort_runtime import make_session
 from flopsbench.report import Row
-from flopsbench.runner import ORT_ATOL, ORT_RTOL, build_case, count_case
+from flopsbench.runner import build_case, compare_with_torch, count_case
 from flopsbench.spec import Execution, Shape, Workload
 from operators.baselines import resolve_model
 from operators.pconv import FORWARD_MODES
@@ -85,11 +84,7 @@ def export_workload(workload: Workload, execution: Execution, output: Path) -> t
     export(module, x, output, export_metadata(row, execution))
     try:
         session, _ = make_session(output, threads=1, cores=(0,))
-        with torch.inference_mode():
-            expected = module(x).numpy()
-        scale = max(1.0, float(abs(expected).max()))
-        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-        worst = check_outputs(got, expected, rtol=ORT_RTOL, atol=ORT_ATOL * scale)
+        worst = compare_with_torch(session, {session.get_inputs()[0].name: x.numpy()}, module, x)
     except BaseException:
         output.unlink(missing_ok=True)
         raise

@@ -19,8 +19,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from flopsbench.board import ARM_MACHINES
 from flopsbench.cli import invoked_args
-from flopsbench.cpu import allowed_cores, set_interop_threads_once
+from flopsbench import cpu
+from flopsbench.cpu import set_interop_threads_once
 from flopsbench.environment import capture_environment
 from flopsbench.exporters import EXPORTERS, render
 from flopsbench.report import Report, write_atomically
@@ -30,7 +32,6 @@ from flopsbench.spec import DTYPES, RUNTIMES, Execution, Shape, TimingBudget, Wo
 
 DEVICES = ("cpu", "cuda", "arm")
 DEFAULT_RUNTIME = {"cpu": "torch", "cuda": "torch", "arm": "onnxruntime"}
-ARM_MACHINES = ("aarch64", "arm64")
 FORMATS = tuple(EXPORTERS)
 
 # Options shared by every measuring command (same names, defaults and help everywhere).
@@ -102,7 +103,7 @@ def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_leve
                           budget=budget, seed=seed, breakdown_depth=breakdown_depth,
                           breakdown_time_s=breakdown_time)
     return RunSettings(command, execution, fmt, output,
-                       save_path(results_dir, command, device) if save else None, paper)
+                       save_path(results_dir, command, device, runtime) if save else None, paper)
 
 
 def run_and_report(settings: RunSettings, workloads: list[Workload]) -> None:
@@ -179,35 +180,10 @@ def parse_ratio(text: str) -> float:
 
 def parse_cores(text: str | None, threads: int) -> tuple[int, ...]:
     """'0,2-3' -> (0, 2, 3); default: the first ``threads`` cores this process may use."""
-    allowed = allowed_cores()
-    if threads < 1:
-        raise bad("--threads", f"{threads} must be at least 1")
-    if threads > len(allowed):
-        raise bad("--threads", f"{threads} is more than the {len(allowed)} core(s) this process may use "
-                               f"({_ranges(allowed)}); use --threads {len(allowed)} or fewer")
-    if text is None:
-        return tuple(allowed[:threads])
-    cores: set[int] = set()
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not match:
-            raise bad("--cores", f"{text!r} is not a core list; use e.g. 0 or 0,2-3")
-        first, last = int(match[1]), int(match[2] or match[1])
-        if last < first:
-            raise bad("--cores", f"range {part.strip()!r} runs backwards; write it low-high, e.g. 0-3")
-        cores.update(range(first, last + 1))
-    unknown = sorted(cores - set(allowed))
-    if unknown:
-        raise bad("--cores", f"core(s) {_ranges(unknown)} not available to this process; "
-                             f"choose among {_ranges(allowed)}")
-    if threads > len(cores):
-        raise bad("--threads", f"{threads} threads need at least as many cores, but --cores gives "
-                               f"{len(cores)}; add cores or lower --threads")
-    return tuple(sorted(cores))
-
-
-def _ranges(cores: list[int]) -> str:
-    return ",".join(str(c) for c in cores)
+    try:
+        return cpu.parse_cores(text, threads)
+    except cpu.OptionError as exc:
+        raise bad(exc.option, str(exc)) from None
 
 
 def check_budget(min_time: float, min_runs: int, max_runs: int, runs: int | None, warmup: float) -> None:
@@ -241,11 +217,11 @@ def check_output(output: str | None) -> None:
         path.unlink()
 
 
-def save_path(results_dir: Path, command: str, device: str) -> Path:
-    """results/<command>-<device>-<host>-<UTC time>.json: what was run, where and when."""
+def save_path(results_dir: Path, command: str, device: str, runtime: str) -> Path:
+    """results/<command>-<device>-<runtime>-<host>-<UTC time>.json: what was run, where, how, when."""
     host = re.sub(r"[^A-Za-z0-9_.-]+", "-", socket.gethostname())[:40]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return results_dir / f"{command}-{device}-{host}-{stamp}.json"
+    return results_dir / f"{command}-{device}-{runtime}-{host}-{stamp}.json"
 
 
 def check_results_dir(results_dir: Path) -> None:
