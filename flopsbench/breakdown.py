@@ -50,7 +50,9 @@ def capture_inputs(model: torch.nn.Module, x: torch.Tensor, names: list[str]) ->
 
 
 def module_breakdown(model: torch.nn.Module, x: torch.Tensor, depth: int, execution: Execution,
-                     budget: TimingBudget) -> list[dict]:
+                     budget: TimingBudget, timer_for: Callable[[Callable], Callable[[], float]] | None = None
+                     ) -> list[dict]:
+    """``timer_for(fn)`` times one call of a part (CUDA events on a GPU); default the wall clock."""
     parts = modules_at_depth(model, depth)
     inputs = capture_inputs(model, x, [name for name, _ in parts])
     flops_by_module = fvcore_analysis(model, x).by_module()
@@ -59,9 +61,10 @@ def module_breakdown(model: torch.nn.Module, x: torch.Tensor, depth: int, execut
         if name not in inputs:
             continue  # not called in forward (e.g. an unused head)
         args = inputs[name]
+        call = lambda: module(*args)  # noqa: E731
         with pinned(execution.threads, execution.cores), torch.inference_mode():
-            warm_up(lambda: module(*args), budget)
-            samples = collect(lambda: module(*args), budget)
+            warm_up(call, budget)
+            samples = collect(call, budget, time_once=timer_for(call) if timer_for else None)
         memory = count_memory_access(module, *args)
         rows.append({"part": name, "type": type(module).__name__, "flops": int(flops_by_module.get(name, 0)),
                      "memory_bytes": memory.total_bytes, "samples_s": samples,

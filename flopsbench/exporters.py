@@ -74,7 +74,7 @@ def _timing_columns(row: Row, batch: int) -> dict:
         "FLOPS [G/s]": _scaled(derived["flops_per_s"], 1e9),
         "Throughput [1/s]": derived["throughput_per_s"],
         "Runs": stats.n if stats else None,
-        "Status": "error" if row.status != "ok" else ("warn" if row.warnings else "ok"),
+        "Status": row.status if row.status != "ok" else ("warn" if row.warnings else "ok"),
         "Error": row.error or "",
     }
 
@@ -119,9 +119,12 @@ def _model_record(row: Row, report: Report, paper: bool) -> dict:
         record["Paper params [M]"] = ref["params_M"] if ref else None
         record["Paper FLOPs [G]"] = ref["flops_G"] if ref else None
         record.update(_paper_time_columns(ref, time_key, report.execution.device))
-        paper_ms = ref[time_key] if ref and report.execution.device != "cuda" else None
-        median = record["Median [ms]"]
-        record["Latency / paper"] = median / paper_ms if median and paper_ms else None
+        if report.execution.device == "cuda":
+            fps, paper_fps = record["Throughput [1/s]"], ref[time_key] if ref else None
+            record["Throughput / paper"] = fps / paper_fps if fps and paper_fps else None
+        else:
+            median, paper_ms = record["Median [ms]"], ref[time_key] if ref else None
+            record["Latency / paper"] = median / paper_ms if median and paper_ms else None
     return record
 
 
@@ -193,7 +196,7 @@ def warning_lines(report: Report) -> list[str]:
     for i, row in enumerate(report.rows, 1):
         where = f"row {i} ({row.workload.name} {row.workload.shape})"
         if row.error:
-            lines.append(f"{where}: error: {row.error}")
+            lines.append(f"{where}: {row.status}: {row.error.removeprefix('skipped: ')}")
         lines += [f"{where}: {w}" for w in row.warnings]
         if row.unsupported_ops:
             lines.append(f"{where}: fvcore has no FLOP formula for {', '.join(sorted(row.unsupported_ops))} "

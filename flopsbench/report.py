@@ -25,7 +25,7 @@ def utc_now() -> str:
 
 @dataclass
 class Row:
-    """One measured case. ``status`` is 'ok' or 'error' (then ``error`` says why)."""
+    """One measured case. ``status`` is 'ok', 'error' or 'skipped' (then ``error`` says why)."""
 
     workload: Workload
     status: str = "ok"
@@ -45,7 +45,8 @@ class Row:
     round_sizes: list[int] = field(default_factory=list)  # samples taken in each timing round
     warmup_runs: int = 0
     affinity: dict | None = None
-    runtime: dict | None = None  # onnxruntime: session settings, ONNX file, check against torch
+    runtime: dict | None = None  # onnxruntime: session settings, ONNX file, check against torch; cuda: knobs
+    max_batch: int | None = None  # --find-max-batch: the largest batch that fit in GPU memory
     breakdown: list[dict] | None = None  # per part (module or op kind): FLOPs, bytes, time
     warnings: list[str] = field(default_factory=list)
 

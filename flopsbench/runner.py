@@ -7,6 +7,7 @@ Ctrl-C (KeyboardInterrupt) passes through so that the caller keeps what is done.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -14,6 +15,7 @@ from typing import Callable, Iterable
 import torch
 
 import operators
+from flopsbench import cuda
 from flopsbench.breakdown import module_breakdown
 from flopsbench.counting import count_flops, count_params, count_params_without_bn
 from flopsbench.memory import count_memory_access
@@ -29,7 +31,9 @@ from operators.weights import load_official_weights
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # onnxruntime's output must match PyTorch's within rtol, and atol × the output's largest magnitude.
 ORT_RTOL, ORT_ATOL = 1e-3, 1e-4
-# Fused and unfused outputs must agree this closely (absolute and relative) to time the fused model.
+# The CUDA knobs a row records (and their defaults).
+CUDA_DEFAULTS = {"cudnn_benchmark": True, "cuda_graph": False, "l2_flush": False, "channels_last": False}
+# Fused and unfused outputs must agree this closely (relative, and absolute × the outputs' magnitude).
 FUSION_TOLERANCE = {torch.float32: 1e-3, torch.float16: 5e-2, torch.bfloat16: 1e-1}
 
 
@@ -42,6 +46,7 @@ class Case:
     module: torch.nn.Module | None = None
     x: torch.Tensor | None = None
     call: Callable[[], object] | None = None
+    timer: Callable[[], float] | None = None  # times one call (CUDA events); None: the wall clock
 
 
 def build_case(workload: Workload, execution: Execution) -> tuple[torch.nn.Module, torch.Tensor]:
@@ -56,8 +61,11 @@ def build_case(workload: Workload, execution: Execution) -> tuple[torch.nn.Modul
         module = op.build_stack(workload.shape.c, workload.layers, **workload.param_dict).eval()
     shape = workload.shape
     x = torch.randn(execution.batch, shape.c, shape.h, shape.w)
-    dtype = TORCH_DTYPES[execution.dtype]
-    return module.to(dtype=dtype), x.to(dtype=dtype)
+    device = torch.device("cuda" if execution.device == "cuda" else "cpu")
+    module, x = module.to(device=device, dtype=TORCH_DTYPES[execution.dtype]), x.to(device, TORCH_DTYPES[execution.dtype])
+    if execution.option("channels_last"):
+        module, x = module.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    return module, x
 
 
 def count_case(row: Row, module: torch.nn.Module, x: torch.Tensor, execution: Execution) -> torch.nn.Module:
@@ -87,10 +95,12 @@ def fused_checked(module: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
     fused = fuse_bn(module)
     with torch.inference_mode():
         expected, got = module(x), fused(x)
-    tolerance = FUSION_TOLERANCE[x.dtype]
-    if not torch.allclose(got, expected, rtol=tolerance, atol=tolerance):
+    # Relative to the outputs' magnitude; GPUs compute fp32 convs in TF32 by default, hence looser there.
+    tolerance = FUSION_TOLERANCE[x.dtype] * (10 if x.is_cuda else 1)
+    scale = expected.abs().max().item() or 1.0
+    if not torch.allclose(got, expected, rtol=tolerance, atol=tolerance * scale):
         worst = (got - expected).abs().max().item()
-        raise RuntimeError(f"BN fusion changed the outputs (max abs diff {worst:.3g} > {tolerance}); "
+        raise RuntimeError(f"BN fusion changed the outputs (max abs diff {worst:.3g} > {tolerance:g} × {scale:.3g}); "
                            "time it with --no-fuse-bn")
     return fused
 
@@ -98,18 +108,41 @@ def fused_checked(module: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
 def prepare_case(workload: Workload, execution: Execution) -> Case:
     case = Case(Row(workload))
     try:
-        module, case.x = build_case(workload, execution)
-        case.module = count_case(case.row, module, case.x, execution)
-        case.call = runtime_call(case, execution)
+        _prepare(case, execution)
     except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
-        fail(case, exc)
+        fail(case, exc, execution)
     return case
+
+
+def _prepare(case: Case, execution: Execution) -> None:
+    module, case.x = build_case(case.row.workload, execution)
+    case.module = count_case(case.row, module, case.x, execution)
+    case.call = runtime_call(case, execution)
+
+
+def largest_batch(case: Case, execution: Execution, limit: int = 4096) -> int:
+    """The largest batch whose forward pass fits in GPU memory (doubling, then bisecting)."""
+    sample = case.x[:1]
+
+    def fits(batch: int) -> bool:
+        try:
+            with torch.inference_mode():
+                case.module(sample.expand(batch, *sample.shape[1:]).contiguous())
+            return True
+        except torch.cuda.OutOfMemoryError:
+            return False
+        finally:
+            torch.cuda.empty_cache()
+
+    return cuda.largest_fitting(fits, start=execution.batch, limit=limit)
 
 
 def runtime_call(case: Case, execution: Execution) -> Callable[[], object]:
     """What gets timed: ``module(x)`` with torch; with onnxruntime, a session on the cached
     ONNX export, whose output must first match PyTorch's."""
     module, x = case.module, case.x
+    if execution.runtime == "torch" and execution.device == "cuda":
+        return cuda_call(case, execution)
     if execution.runtime == "torch":
         return lambda: module(x)
     row = case.row
@@ -125,6 +158,30 @@ def runtime_call(case: Case, execution: Execution) -> Callable[[], object]:
     return lambda: session.run(None, feeds)
 
 
+def cuda_call(case: Case, execution: Execution) -> Callable[[], object]:
+    """``module(x)`` on the GPU, replayed from a CUDA graph if asked; its timer uses CUDA events,
+    with an L2 flush before each sample if asked."""
+    module, x = case.module, case.x
+    call: Callable[[], object] = lambda: module(x)
+    if execution.option("cuda_graph"):
+        with torch.inference_mode(), gpu_settings(execution):
+            call = cuda.graphed(call)
+    flush = cuda.l2_flusher(x.device) if execution.option("l2_flush") else None
+    case.timer = cuda.event_timer(call, before=flush)
+    case.row.runtime = {"timer": "cuda events", "gpu": torch.cuda.get_device_name(x.device),
+                        **{key: execution.option(key, default) for key, default in CUDA_DEFAULTS.items()},
+                        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32}
+    return call
+
+
+def gpu_settings(execution: Execution):
+    """cudnn.benchmark as asked while a GPU case runs (autotuning then falls in the warm-up)."""
+    if execution.device != "cuda":
+        return contextlib.nullcontext()
+    return cuda.cudnn_benchmark(execution.option("cudnn_benchmark", True))
+
+
 def compare_with_torch(session, feeds: dict, module: torch.nn.Module, x: torch.Tensor) -> float:
     """onnxruntime's output against PyTorch's on the same input: the largest absolute
     difference, or an error beyond rtol ORT_RTOL and atol ORT_ATOL × the output's magnitude."""
@@ -135,15 +192,29 @@ def compare_with_torch(session, feeds: dict, module: torch.nn.Module, x: torch.T
 
 
 def time_round(row: Row, call: Callable[[], object], execution: Execution, budget: TimingBudget,
-               clock: Callable[[], float] = time.perf_counter) -> None:
-    """One round of samples for ``row`` (see sampling.sample_round), under inference mode."""
-    with torch.inference_mode():
-        sample_round(row, call, execution, budget, clock, torch_threads=execution.runtime == "torch")
+               clock: Callable[[], float] = time.perf_counter, time_once: Callable[[], float] | None = None) -> None:
+    """One round of samples for ``row`` (see sampling.sample_round), under inference mode and,
+    on a GPU, with cudnn.benchmark as asked (its autotuning happens in the warm-up)."""
+    with torch.inference_mode(), gpu_settings(execution):
+        sample_round(row, call, execution, budget, clock, torch_threads=execution.runtime == "torch",
+                     time_once=time_once)
 
 
-def fail(case: Case, exc: Exception) -> None:
-    case.row.status, case.row.error = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
-    case.module = case.x = case.call = None  # free the memory of a case that will not be timed
+def fail(case: Case, exc: Exception, execution: Execution) -> None:
+    message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    if execution.device == "cuda" and cuda.is_out_of_memory(exc):
+        smaller = max(1, execution.batch // 2)
+        message = (f"out of GPU memory at batch {execution.batch}; try --batch {smaller}, or --find-max-batch "
+                   f"to find the largest that fits ({message})")
+    case.row.status, case.row.error = "error", message
+    case.module = case.x = case.call = case.timer = None  # free the memory of a case that will not be timed
+    if execution.device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def skip(case: Case, reason: str) -> None:
+    case.row.status, case.row.error = "skipped", reason
+    case.module = case.x = case.call = case.timer = None
 
 
 def run_case(workload: Workload, execution: Execution) -> Row:
@@ -157,9 +228,28 @@ def run_all(report: Report, workloads: Iterable[Workload],
     ``on_step`` runs after each counted case and each timed (case, round), e.g. to save
     partial results; ``report.complete`` stays False if interrupted."""
     execution = report.execution
-    cases = []
+    cases: list[Case] = []
+    lost: list[str] = []  # why the CUDA context died, once it has
+
+    def guarded(case: Case, step: Callable[[], object]) -> None:
+        """Run one step of a case; a fatal CUDA error skips every later CUDA step."""
+        if lost:
+            if not case.row.samples_s:
+                skip(case, f"skipped: the CUDA context was lost earlier ({lost[0]})")
+            elif not any(w.startswith("CUDA context lost") for w in case.row.warnings):
+                case.row.warnings.append(f"CUDA context lost after {len(case.row.round_sizes)} timing round(s) "
+                                         f"({lost[0]}); the samples taken before are kept")
+            return
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
+            fail(case, exc, execution)
+            if execution.device == "cuda" and cuda.is_fatal(exc):
+                lost.append(case.row.error)
+
     for workload in workloads:
-        case = prepare_case(workload, execution)
+        case = Case(Row(workload))
+        guarded(case, lambda: _prepare(case, execution))
         cases.append(case)
         report.rows.append(case.row)
         on_step(report, f"counted {workload.name} {workload.shape}")
@@ -169,18 +259,21 @@ def run_all(report: Report, workloads: Iterable[Workload],
         for case in cases:
             if case.row.status != "ok":
                 continue
-            try:
-                time_round(case.row, case.call, execution, budget)
-            except Exception as exc:  # noqa: BLE001
-                fail(case, exc)
+            guarded(case, lambda: time_round(case.row, case.call, execution, budget, time_once=case.timer))
             on_step(report, f"round {index + 1}/{rounds} {case.row.workload.name} {case.row.workload.shape}")
+    if execution.option("find_max_batch"):
+        for case in cases:
+            if case.row.status == "ok":
+                guarded(case, lambda: setattr(case.row, "max_batch", largest_batch(case, execution)))
+            on_step(report, f"largest batch {case.row.workload.name}")
     if execution.breakdown_depth > 0:
         part_budget = TimingBudget(warmup_s=0.05, min_time_s=execution.breakdown_time_s, min_runs=3, rounds=1)
         for case in cases:
             if case.row.status == "ok" and case.row.workload.kind == "model":
                 try:
                     case.row.breakdown = module_breakdown(case.module, case.x, execution.breakdown_depth,
-                                                          execution, part_budget)
+                                                          execution, part_budget,
+                                                          cuda.event_timer if execution.device == "cuda" else None)
                 except Exception as exc:  # noqa: BLE001 -- the row's own numbers still stand
                     case.row.warnings.append(f"breakdown failed: {type(exc).__name__}: {exc}".splitlines()[0])
             on_step(report, f"breakdown {case.row.workload.name}")

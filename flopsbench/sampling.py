@@ -16,17 +16,19 @@ from flopsbench.timing import collect, warm_up
 
 
 def sample_round(row: Row, call: Callable[[], object], execution: Execution, budget: TimingBudget,
-                 clock: Callable[[], float] = time.perf_counter, torch_threads: bool = False) -> None:
+                 clock: Callable[[], float] = time.perf_counter, torch_threads: bool = False,
+                 time_once: Callable[[], float] | None = None) -> None:
     """Pin every thread to ``execution.cores``, warm up, then append one round of samples to
-    ``row``; only ``call()`` is timed. The affinity of every thread is read once per row, while
-    the case's threads are alive."""
+    ``row``; only ``call()`` is timed (by ``time_once`` if given, e.g. CUDA events; else the
+    wall clock). The affinity of every thread is read once per row, while the case's threads
+    are alive."""
     if budget.exact_runs == 0:
         return  # fewer exact runs than rounds: this round has no share
     with pinned(execution.threads, execution.cores, torch_threads=torch_threads):
         row.warmup_runs += warm_up(call, budget, clock)
         if row.affinity is None:
             row.affinity = audit_affinity(execution.cores)
-        samples = collect(call, budget, clock)
+        samples = collect(call, budget, clock, time_once)
     row.samples_s.extend(samples)
     row.round_sizes.append(len(samples))
 

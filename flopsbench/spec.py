@@ -100,7 +100,7 @@ class Execution:
 
     device: str = "cpu"
     runtime: str = "torch"  # what executes: torch, or onnxruntime's CPU execution provider
-    runtime_options: tuple[tuple[str, Any], ...] = ()  # e.g. onnxruntime session settings
+    runtime_options: tuple[tuple[str, Any], ...] = ()  # onnxruntime session settings, CUDA knobs
     dtype: str = "fp32"
     batch: int = 1
     threads: int = 1
@@ -109,6 +109,10 @@ class Execution:
     seed: int = 0
     breakdown_depth: int = 0  # > 0: also measure each module at this depth of a model's tree
     breakdown_time_s: float = 0.3  # seconds of samples per part of the breakdown
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """A runtime option (onnxruntime session settings, CUDA knobs), or ``default``."""
+        return dict(self.runtime_options).get(key, default)
 
     def to_dict(self) -> dict:
         data = asdict(self)

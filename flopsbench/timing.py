@@ -1,21 +1,15 @@
 """The timing loop: warm-up, then one sample per call until the budget is met. The clock is a
-parameter so that the loop can be tested against a fake one."""
+parameter so that the loop can be tested against a fake one; ``time_once`` replaces the
+wall-clock sample where another timer is the truth (CUDA events on a GPU)."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 from flopsbench.spec import TimingBudget
 
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True)
-class Timed:
-    samples_s: list[float]
-    warmup_runs: int
 
 
 def warm_up(fn: Callable[[], object], budget: TimingBudget, clock: Clock = time.perf_counter) -> int:
@@ -29,8 +23,20 @@ def warm_up(fn: Callable[[], object], budget: TimingBudget, clock: Clock = time.
     return runs
 
 
-def collect(fn: Callable[[], object], budget: TimingBudget, clock: Clock = time.perf_counter) -> list[float]:
-    """Time one call per sample; only ``fn()`` sits between the two clock reads."""
+def wall_timer(fn: Callable[[], object], clock: Clock = time.perf_counter) -> Callable[[], float]:
+    """Seconds of one call of ``fn``; only ``fn()`` sits between the two clock reads."""
+    def time_once() -> float:
+        start = clock()
+        fn()
+        return clock() - start
+    return time_once
+
+
+def collect(fn: Callable[[], object], budget: TimingBudget, clock: Clock = time.perf_counter,
+            time_once: Callable[[], float] | None = None) -> list[float]:
+    """One sample per call of ``fn`` (timed by ``time_once``, the wall clock by default) until
+    the budget is met."""
+    time_once = time_once or wall_timer(fn, clock)
     samples: list[float] = []
     total = 0.0
     while True:
@@ -39,9 +45,7 @@ def collect(fn: Callable[[], object], budget: TimingBudget, clock: Clock = time.
                 break
         elif len(samples) >= budget.max_runs or (len(samples) >= budget.min_runs and total >= budget.min_time_s):
             break
-        start = clock()
-        fn()
-        elapsed = clock() - start
+        elapsed = time_once()
         samples.append(elapsed)
         total += elapsed
     return samples

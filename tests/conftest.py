@@ -113,3 +113,15 @@ def golden():
         assert text == expected, f"{name} differs from its golden file (UPDATE_GOLDEN=1 regenerates it)"
 
     return check
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` need a GPU: skip them, saying why, where torch sees none."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    reason = f"needs an NVIDIA GPU: torch {torch.__version__} sees none here (run scripts/gpu_check.sh on one)"
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))

@@ -178,7 +178,7 @@ def _assert_one_line_error(result, option):
     lines = stderr_lines(result)
     assert len(lines) == 1, lines
     # the option at fault is the first one the line names (a fix may mention others after it)
-    assert re.findall(r"(?<![\w-])--[a-z][a-z-]*", lines[0])[0] == option, lines[0]
+    assert re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", lines[0])[0] == option, lines[0]
     assert result.stdout == ""
 
 

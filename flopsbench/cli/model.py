@@ -9,7 +9,8 @@ import torch
 import typer
 
 from flopsbench.cli import app
-from flopsbench.cli.options import (Batch, OrtOptLevel, OrtSpinning, Runtime, Cores, Device, Dtype, Format, MaxRuns, MinRuns, MinTime, Output,
+from flopsbench.cli.options import (Batch, ChannelsLast, CudaGraph, CudnnBenchmark, FindMaxBatch, L2Flush,
+                                    Mode, OrtOptLevel, OrtSpinning, Runtime, Cores, Device, Dtype, Format, MaxRuns, MinRuns, MinTime, Output,
                                     Paper, ResultsDir, Rounds, Runs, Save, Seed, Threads, Warmup, bad,
                                     check_positive, parse_ratio, run_and_report, run_settings)
 from flopsbench.spec import Shape, Workload
@@ -40,14 +41,18 @@ def model_command(
                                           "module tree (FasterNet: 2 = stages, 4 = blocks; 0 = off)."),
     breakdown_time: float = typer.Option(0.3, help="Seconds of samples per part for --breakdown."),
     device: Device = "cpu", runtime: Runtime = None, ort_opt_level: OrtOptLevel = "all",
-    ort_spinning: OrtSpinning = True, batch: Batch = 1, threads: Threads = 1, cores: Cores = None, dtype: Dtype = "fp32",
+    ort_spinning: OrtSpinning = True, mode: Mode = None, batch: Batch = None, cuda_graph: CudaGraph = False,
+    l2_flush: L2Flush = False, channels_last: ChannelsLast = False, cudnn_benchmark: CudnnBenchmark = True,
+    find_max_batch: FindMaxBatch = False, threads: Threads = 1, cores: Cores = None, dtype: Dtype = "fp32",
     warmup: Warmup = 0.2, min_time: MinTime = 2.0, min_runs: MinRuns = 10, max_runs: MaxRuns = 10_000,
     runs: Runs = None, rounds: Rounds = 4, fmt: Format = "table", output: Output = None, save: Save = False,
     results_dir: ResultsDir = Path("results"), paper: Paper = False, seed: Seed = 0,
 ) -> None:
     """Measure models: params, FLOPs (unfused and BN-fused), memory access, latency, FLOPS (Table 3)."""
     settings = run_settings("model", device=device, runtime=runtime, ort_opt_level=ort_opt_level,
-                            ort_spinning=ort_spinning, batch=batch, threads=threads, cores=cores, dtype=dtype,
+                            ort_spinning=ort_spinning, mode=mode, batch=batch, cuda_graph=cuda_graph,
+                            l2_flush=l2_flush, channels_last=channels_last, cudnn_benchmark=cudnn_benchmark,
+                            find_max_batch=find_max_batch, threads=threads, cores=cores, dtype=dtype,
                             warmup=warmup, min_time=min_time, min_runs=min_runs, max_runs=max_runs,
                             runs=runs, rounds=rounds, fmt=fmt, output=output, save=save,
                             results_dir=results_dir, paper=paper, seed=seed, breakdown_depth=breakdown,

@@ -9,7 +9,8 @@ import typer
 
 import operators
 from flopsbench.cli import app
-from flopsbench.cli.options import (Batch, OrtOptLevel, OrtSpinning, Runtime, Cores, Device, Dtype, Format, MaxRuns, MinRuns, MinTime, Output,
+from flopsbench.cli.options import (Batch, ChannelsLast, CudaGraph, CudnnBenchmark, FindMaxBatch, L2Flush,
+                                    Mode, OrtOptLevel, OrtSpinning, Runtime, Cores, Device, Dtype, Format, MaxRuns, MinRuns, MinTime, Output,
                                     Paper, ResultsDir, Rounds, Runs, Save, Seed, Threads, Warmup, bad,
                                     check_choice, check_positive, parse_names, parse_ratio, parse_shapes,
                                     run_and_report, run_settings)
@@ -32,14 +33,18 @@ def ops_command(
     ratio: Optional[str] = typer.Option(None, help="PConv partial ratio r = c_p/c, e.g. 1/4 (default)."),
     pconv_mode: Optional[str] = typer.Option(None, help="PConv forward: split_cat (default) or slicing (inference only)."),
     device: Device = "cpu", runtime: Runtime = None, ort_opt_level: OrtOptLevel = "all",
-    ort_spinning: OrtSpinning = True, batch: Batch = 1, threads: Threads = 1, cores: Cores = None, dtype: Dtype = "fp32",
+    ort_spinning: OrtSpinning = True, mode: Mode = None, batch: Batch = None, cuda_graph: CudaGraph = False,
+    l2_flush: L2Flush = False, channels_last: ChannelsLast = False, cudnn_benchmark: CudnnBenchmark = True,
+    find_max_batch: FindMaxBatch = False, threads: Threads = 1, cores: Cores = None, dtype: Dtype = "fp32",
     warmup: Warmup = 0.2, min_time: MinTime = 2.0, min_runs: MinRuns = 10, max_runs: MaxRuns = 10_000,
     runs: Runs = None, rounds: Rounds = 4, fmt: Format = "table", output: Output = None, save: Save = False,
     results_dir: ResultsDir = Path("results"), paper: Paper = False, seed: Seed = 0,
 ) -> None:
     """Measure operators: FLOPs, memory access, latency and FLOPS (the paper's Table 1)."""
     settings = run_settings("ops", device=device, runtime=runtime, ort_opt_level=ort_opt_level,
-                            ort_spinning=ort_spinning, batch=batch, threads=threads, cores=cores, dtype=dtype,
+                            ort_spinning=ort_spinning, mode=mode, batch=batch, cuda_graph=cuda_graph,
+                            l2_flush=l2_flush, channels_last=channels_last, cudnn_benchmark=cudnn_benchmark,
+                            find_max_batch=find_max_batch, threads=threads, cores=cores, dtype=dtype,
                             warmup=warmup, min_time=min_time, min_runs=min_runs, max_runs=max_runs,
                             runs=runs, rounds=rounds, fmt=fmt, output=output, save=save,
                             results_dir=results_dir, paper=paper, seed=seed)

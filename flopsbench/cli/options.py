@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Iterable, Optional
+from typing import Annotated, Callable, Iterable, Optional
 
 import typer
 from rich.console import Console
@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from flopsbench.board import ARM_MACHINES
 from flopsbench.cli import invoked_args
-from flopsbench import cpu
+from flopsbench import cpu, cuda
 from flopsbench.cpu import set_interop_threads_once
 from flopsbench.environment import capture_environment
 from flopsbench.exporters import EXPORTERS, render
@@ -40,7 +40,15 @@ Runtime = Annotated[Optional[str], typer.Option(
     help="What executes: torch or onnxruntime (default: torch on cpu, onnxruntime on arm).")]
 OrtOptLevel = Annotated[str, typer.Option(help="onnxruntime graph optimisation: " + ", ".join(OPT_LEVELS) + ".")]
 OrtSpinning = Annotated[bool, typer.Option(help="Let onnxruntime's worker threads spin while waiting.")]
-Batch = Annotated[int, typer.Option(help="Batch size (latency at batch 1, as the paper's CPU column).")]
+Batch = Annotated[Optional[int], typer.Option(help="Batch size (default: 1 in latency mode, 32 in throughput mode).")]
+Mode = Annotated[Optional[str], typer.Option(
+    help="latency (batch 1) or throughput (batch 32, images/s); default: throughput on cuda, latency "
+         "elsewhere, as the paper measures.")]
+CudaGraph = Annotated[bool, typer.Option(help="cuda: replay a captured CUDA graph (no per-kernel launch overhead).")]
+L2Flush = Annotated[bool, typer.Option(help="cuda: flush the L2 cache before every sample (cold-cache timing).")]
+ChannelsLast = Annotated[bool, typer.Option(help="torch: NHWC memory format (channels-last) for weights and input.")]
+CudnnBenchmark = Annotated[bool, typer.Option(help="cuda: let cudnn autotune its algorithms during the warm-up.")]
+FindMaxBatch = Annotated[bool, typer.Option(help="cuda: also find the largest batch that fits in GPU memory.")]
 Threads = Annotated[int, typer.Option(help="torch intra-op threads (inter-op threads are set to 1).")]
 Cores = Annotated[Optional[str], typer.Option(
     help="Cores to pin to, e.g. 0 or 0,2-3 (default: the first --threads allowed cores).")]
@@ -72,8 +80,13 @@ class RunSettings:
     paper: bool
 
 
+MODE_BATCH = {"latency": 1, "throughput": 32}
+DEFAULT_MODE = {"cpu": "latency", "arm": "latency", "cuda": "throughput"}
+
+
 def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_level: str, ort_spinning: bool,
-                 batch: int, threads: int, cores: str | None, dtype: str,
+                 mode: str | None, batch: int | None, cuda_graph: bool, l2_flush: bool, channels_last: bool,
+                 cudnn_benchmark: bool, find_max_batch: bool, threads: int, cores: str | None, dtype: str,
                  warmup: float, min_time: float, min_runs: int, max_runs: int, runs: int | None,
                  rounds: int, fmt: str, output: str | None, save: bool, results_dir: Path,
                  paper: bool, seed: int, breakdown_depth: int = 0, breakdown_time: float = 0.3) -> RunSettings:
@@ -86,7 +99,17 @@ def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_leve
     check_choice(ort_opt_level, OPT_LEVELS, "--ort-opt-level")
     if runtime == "onnxruntime" and breakdown_depth:
         raise bad("--breakdown", "parts are timed with torch; use it with --runtime torch")
+    mode = mode or DEFAULT_MODE[device]
+    check_choice(mode, tuple(MODE_BATCH), "--mode")
+    batch = MODE_BATCH[mode] if batch is None else batch
     check_positive(batch, "--batch")
+    gpu_only = {"--cuda-graph": cuda_graph, "--l2-flush": l2_flush, "--find-max-batch": find_max_batch,
+                "--no-cudnn-benchmark": not cudnn_benchmark}
+    for option, given in gpu_only.items():
+        if given and device != "cuda":
+            raise bad(option, "needs --device cuda")
+    if channels_last and runtime != "torch":
+        raise bad("--channels-last", "applies to the torch runtime; onnxruntime picks its own layout")
     pinned_cores = parse_cores(cores, threads)
     check_budget(min_time, min_runs, max_runs, runs, warmup)
     check_positive(rounds, "--rounds")
@@ -98,7 +121,13 @@ def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_leve
         check_results_dir(results_dir)
     budget = TimingBudget(warmup_s=warmup, min_time_s=min_time, min_runs=min_runs, max_runs=max_runs,
                           exact_runs=runs, rounds=rounds)
-    runtime_options = (("opt_level", ort_opt_level), ("spinning", ort_spinning)) if runtime == "onnxruntime" else ()
+    if runtime == "onnxruntime":
+        runtime_options: tuple = (("opt_level", ort_opt_level), ("spinning", ort_spinning))
+    elif device == "cuda":
+        runtime_options = (("cudnn_benchmark", cudnn_benchmark), ("cuda_graph", cuda_graph), ("l2_flush", l2_flush),
+                           ("channels_last", channels_last), ("find_max_batch", find_max_batch), ("mode", mode))
+    else:
+        runtime_options = (("channels_last", channels_last),) if channels_last else ()
     execution = Execution(device=device, runtime=runtime, runtime_options=runtime_options, dtype=dtype, batch=batch, threads=threads, cores=pinned_cores,
                           budget=budget, seed=seed, breakdown_depth=breakdown_depth,
                           breakdown_time_s=breakdown_time)
@@ -109,9 +138,12 @@ def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_leve
 def run_and_report(settings: RunSettings, workloads: list[Workload]) -> None:
     """Measure the workloads under ``settings`` and write the report."""
     set_interop_threads_once(1)
-    report = Report(command=settings.command, execution=settings.execution,
-                    environment=capture_environment(), argv=["flopsbench", *invoked_args()])
-    measure_and_report(report, workloads, settings.fmt, settings.output, settings.save_to, settings.paper)
+    on_gpu = settings.execution.device == "cuda"
+    environment = {**capture_environment(), **(cuda.gpu_environment() if on_gpu else {})}
+    report = Report(command=settings.command, execution=settings.execution, environment=environment,
+                    argv=["flopsbench", *invoked_args()])
+    measure_and_report(report, workloads, settings.fmt, settings.output, settings.save_to, settings.paper,
+                       after=lambda: report.environment.update(gpu_after=cuda.gpu_state()) if on_gpu else None)
 
 
 def bad(option: str, message: str) -> typer.BadParameter:
@@ -124,9 +156,9 @@ def check_choice(value: str | None, choices: Iterable[str], option: str) -> None
 
 
 def check_device(device: str) -> None:
-    if device == "cuda":
-        raise bad("--device", "cuda timing is not implemented yet (planned: CUDA events, batch 32); "
-                              "use --device cpu for now")
+    if device == "cuda" and not cuda.available():
+        raise bad("--device", f"cuda: {cuda.unavailable_reason()}; run on a machine with an NVIDIA GPU "
+                              "and a CUDA build of torch, or use --device cpu")
     if device == "arm" and platform.machine().lower() not in ARM_MACHINES:
         raise bad("--device", f"arm needs an aarch64 host, and this one is {platform.machine()}; either "
                               "export here ('flopsbench export NAME -o model.onnx') and time it on the board "
@@ -236,12 +268,14 @@ def check_results_dir(results_dir: Path) -> None:
 
 
 def measure_and_report(report: Report, workloads: list[Workload], fmt: str, output: str | None,
-                       save: Path | None, paper: bool) -> None:
+                       save: Path | None, paper: bool, after: Callable[[], object] = lambda: None) -> None:
     """Run every workload with a progress bar on stderr, saving the JSON after each step, then
     write the chosen view. Ctrl-C keeps what is done, marked incomplete (exit 130)."""
     stderr = Console(stderr=True)
     # count each, time each round, then break each down if asked
-    steps = len(workloads) * (1 + report.execution.budget.rounds + (report.execution.breakdown_depth > 0))
+    execution = report.execution
+    steps = len(workloads) * (1 + execution.budget.rounds + (execution.breakdown_depth > 0)
+                              + bool(execution.option("find_max_batch")))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=stderr, auto_refresh=False, transient=True)
     task = progress.add_task("counting", total=steps)
@@ -258,6 +292,7 @@ def measure_and_report(report: Report, workloads: list[Workload], fmt: str, outp
             run_all(report, workloads, on_step=on_step)
         except KeyboardInterrupt:
             interrupted = True
+    after()  # e.g. read the GPU's clocks and temperature again
     if save is not None:
         write_atomically(save, report.to_json())
         write_atomically(save.with_suffix(".md"), render(report, "md", paper))

@@ -1,0 +1,202 @@
+"""The GPU path. Without a GPU: option parsing, error paths, the event timer against fake events,
+the largest-batch search, fault handling and report fields. With one (marker ``cuda``): real
+CUDA-event timing, its agreement with the wall clock, CUDA graphs, L2 flushing and OOM rows."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import flopsbench.cuda as cuda
+import flopsbench.runner as runner
+from flopsbench.cli.options import run_settings
+from flopsbench.report import Report
+from flopsbench.spec import Execution, Shape, TimingBudget, Workload
+from tests.test_cli import _assert_one_line_error, invoke
+
+NO_GPU = not torch.cuda.is_available()
+TINY = TimingBudget(warmup_s=0, warmup_runs=0, min_time_s=0, min_runs=1, max_runs=2, exact_runs=2, rounds=2)
+SETTINGS = dict(runtime=None, ort_opt_level="all", ort_spinning=True, mode=None, batch=None, cuda_graph=False,
+                l2_flush=False, channels_last=False, cudnn_benchmark=True, find_max_batch=False, threads=1,
+                cores=None, dtype="fp32", warmup=0.2, min_time=2.0, min_runs=10, max_runs=10_000, runs=None,
+                rounds=4, fmt="json", output=None, save=False, results_dir=Path("results"), paper=False, seed=0)
+
+
+# --- without a GPU -----------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU, so --device cuda is valid")
+def test_device_cuda_without_a_gpu_is_one_line():
+    result = invoke(["ops", "--device", "cuda"])
+    _assert_one_line_error(result, "--device")
+    assert "sees no CUDA GPU" in result.stderr and "--device cpu" in result.stderr
+
+
+@pytest.mark.parametrize("args, option", [
+    ("--cuda-graph", "--cuda-graph"), ("--l2-flush", "--l2-flush"), ("--find-max-batch", "--find-max-batch"),
+    ("--no-cudnn-benchmark", "--no-cudnn-benchmark"), ("--mode fastest", "--mode"),
+    ("--runtime onnxruntime --channels-last", "--channels-last"),
+])
+def test_gpu_options_are_checked_before_measuring(args, option):
+    _assert_one_line_error(invoke(["ops", *args.split()]), option)
+
+
+def test_cuda_defaults_follow_the_paper(monkeypatch):
+    """On a GPU the paper measures throughput at batch 32; the knobs are recorded."""
+    monkeypatch.setattr(cuda, "available", lambda: True)
+    settings = run_settings("ops", device="cuda", **SETTINGS)
+    ex = settings.execution
+    assert (ex.runtime, ex.batch, ex.option("mode")) == ("torch", 32, "throughput")
+    assert ex.to_dict()["runtime_options"] == {"cudnn_benchmark": True, "cuda_graph": False, "l2_flush": False,
+                                               "channels_last": False, "find_max_batch": False,
+                                               "mode": "throughput"}
+    latency = run_settings("ops", device="cuda", **{**SETTINGS, "mode": "latency"}).execution
+    assert latency.batch == 1
+    assert run_settings("ops", device="cpu", **SETTINGS).execution.batch == 1
+
+
+class FakeEvent:
+    """Records when it was recorded on a fake GPU timeline."""
+
+    def __init__(self, log, clock):
+        self.log, self.clock, self.at = log, clock, None
+
+    def record(self):
+        self.log.append("record")
+        self.at = self.clock[0]
+
+    def synchronize(self):
+        self.log.append("synchronize")
+
+    def elapsed_time(self, end):
+        return (end.at - self.at) * 1e3  # CUDA reports milliseconds
+
+
+def test_event_timer_times_only_the_call():
+    log, clock = [], [0.0]
+
+    def fn():
+        log.append("fn")
+        clock[0] += 0.004
+
+    def flush():
+        log.append("flush")
+        clock[0] += 1.0  # a slow flush must not be timed
+
+    time_once = cuda.event_timer(fn, before=flush, event_factory=lambda: FakeEvent(log, clock))
+    assert time_once() == pytest.approx(0.004)
+    assert log == ["flush", "record", "fn", "record", "synchronize"]
+
+
+@pytest.mark.parametrize("start, expected", [(1, 37), (32, 37), (64, 37), (37, 37)])
+def test_largest_fitting_batch(start, expected):
+    calls = []
+
+    def fits(n):
+        calls.append(n)
+        return n <= 37
+
+    assert cuda.largest_fitting(fits, start=start, limit=4096) == expected
+    assert len(calls) < 20
+
+
+def test_largest_fitting_batch_edges():
+    assert cuda.largest_fitting(lambda n: False) == 0
+    assert cuda.largest_fitting(lambda n: True, limit=100) == 100
+
+
+def test_fault_classification():
+    assert cuda.is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert cuda.is_fatal(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert not cuda.is_fatal(RuntimeError("CUDA out of memory"))
+
+
+def _fake_gpu_case(monkeypatch, failure_on):
+    """run_all on 'cuda' with preparation faked (no GPU here) and timing failing for one case."""
+    def prepare(case, execution):
+        case.call = lambda: None
+
+    def time_round(row, call, execution, budget, clock=None, time_once=None):
+        if row.workload.shape.c == failure_on[0]:
+            raise failure_on[1]
+        row.samples_s.append(0.001)
+        row.round_sizes.append(1)
+
+    monkeypatch.setattr(runner, "_prepare", prepare)
+    monkeypatch.setattr(runner, "time_round", time_round)
+    monkeypatch.setattr(runner.torch.cuda, "empty_cache", lambda: None)
+    report = Report("ops", Execution(device="cuda", batch=32, budget=TINY), {})
+    workloads = [Workload("pwconv", Shape(c, 4, 4), 1) for c in (8, 16, 24)]
+    return runner.run_all(report, workloads).rows
+
+
+def test_illegal_memory_access_skips_the_remaining_cuda_rows(monkeypatch):
+    rows = _fake_gpu_case(monkeypatch, (16, RuntimeError("CUDA error: an illegal memory access was encountered")))
+    assert [r.status for r in rows] == ["ok", "error", "skipped"]
+    assert "illegal memory access" in rows[1].error
+    assert rows[2].error.startswith("skipped: the CUDA context was lost") and not rows[2].samples_s
+    # the first row keeps its round-1 sample; its round 2, after the fault, did not run
+    assert len(rows[0].samples_s) == 1
+    assert sum(w.startswith("CUDA context lost after 1 timing round") for w in rows[0].warnings) == 1
+
+
+def test_out_of_memory_is_a_row_error_that_suggests_a_batch(monkeypatch):
+    rows = _fake_gpu_case(monkeypatch, (16, torch.cuda.OutOfMemoryError("CUDA out of memory.")))
+    assert [r.status for r in rows] == ["ok", "error", "ok"]  # not fatal: the others go on
+    assert "out of GPU memory at batch 32; try --batch 16" in rows[1].error and "--find-max-batch" in rows[1].error
+
+
+def test_gpu_environment_is_empty_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(cuda, "available", lambda: False)
+    assert cuda.gpu_environment() == {}
+    assert isinstance(cuda.gpu_state(), dict)  # no driver here: a reason, not a crash
+
+
+# --- on a GPU ----------------------------------------------------------------------------------------
+
+@pytest.mark.cuda
+def test_cuda_events_agree_with_the_wall_clock_for_a_long_operator():
+    """Within 2 %: one long synchronised block timed both ways."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*[torch.nn.Conv2d(256, 256, 3, padding=1) for _ in range(10)]).cuda().eval()
+    x = torch.randn(64, 256, 56, 56, device="cuda")
+    with torch.inference_mode():
+        for _ in range(3):
+            model(x)
+        torch.cuda.synchronize()
+        events = cuda.event_timer(lambda: model(x))
+        by_events, by_wall = [], []
+        for _ in range(5):
+            by_events.append(events())
+            start = time.perf_counter()
+            model(x)
+            torch.cuda.synchronize()
+            by_wall.append(time.perf_counter() - start)
+    a, b = sorted(by_events)[2], sorted(by_wall)[2]
+    assert b > 0.01  # a long operator: launch and sync overheads are small next to it
+    assert abs(a - b) / b < 0.02, (a, b)
+
+
+@pytest.mark.cuda
+def test_cuda_run_with_graphs_and_l2_flush():
+    result = invoke(["ops", "--device", "cuda", "--op", "pconv,dwconv", "--shape", "96x56x56", "--runs", "5",
+                     "--warmup", "0.05", "--cuda-graph", "--l2-flush", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["execution"]["batch"] == 32 and data["environment"]["gpu_name"]
+    assert "gpu_before" in data["environment"] and "gpu_after" in data["environment"]
+    for row in data["rows"]:
+        assert row["status"] == "ok", row["error"]
+        assert row["runtime"]["timer"] == "cuda events" and row["runtime"]["cuda_graph"] is True
+        assert len(row["samples_s"]) == 5
+
+
+@pytest.mark.cuda
+def test_out_of_memory_on_a_real_gpu():
+    result = invoke(["ops", "--device", "cuda", "--op", "conv", "--shape", "768x224x224", "--batch", "4096",
+                     "--runs", "1", "--format", "json"])
+    (row,) = json.loads(result.stdout)["rows"]
+    assert row["status"] == "error" and "try --batch 2048" in row["error"]
