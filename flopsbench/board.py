@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flopsbench import cpu
+from flopsbench import validation
 from flopsbench.environment import capture_environment
 from flopsbench.ort_runtime import OPT_LEVELS, make_session
 from flopsbench.report import Report, Row, utc_now, write_atomically
@@ -83,41 +83,9 @@ def parser() -> argparse.ArgumentParser:
 
 # --- validation (before anything is loaded or measured) ----------------------------------------------
 
-def parse_cores(text: str | None, threads: int) -> tuple[int, ...]:
-    try:
-        return cpu.parse_cores(text, threads)
-    except cpu.OptionError as exc:
-        raise UserError(exc.option, str(exc)) from None
-
-
 def budget_from(args: argparse.Namespace) -> TimingBudget:
-    if args.runs is not None and args.runs < 1:
-        raise UserError("--runs", f"{args.runs} must be at least 1")
-    if args.min_time < 0 or args.warmup < 0:
-        raise UserError("--min-time" if args.min_time < 0 else "--warmup", "must not be negative")
-    if args.min_runs < 1 or args.max_runs < args.min_runs:
-        raise UserError("--max-runs" if args.min_runs >= 1 else "--min-runs",
-                        f"need 1 <= --min-runs ({args.min_runs}) <= --max-runs ({args.max_runs})")
-    if args.rounds < 1:
-        raise UserError("--rounds", f"{args.rounds} must be a positive integer")
     return TimingBudget(warmup_s=args.warmup, min_time_s=args.min_time, min_runs=args.min_runs,
                         max_runs=args.max_runs, exact_runs=args.runs, rounds=args.rounds)
-
-
-def check_output(output: str) -> None:
-    """Fail before measuring if the report cannot be written."""
-    if output == "-":
-        return
-    path = Path(output)
-    existed = path.exists()
-    try:
-        with open(path, "a"):
-            pass
-    except OSError as exc:
-        raise UserError("--output", f"cannot write {output} ({exc.strerror}); choose a writable path "
-                                    "or '-' for stdout") from None
-    if not existed:
-        path.unlink()
 
 
 def device_name(machine: str | None = None) -> str:
@@ -191,9 +159,13 @@ def make_row(path: Path, metadata: dict | None, shape: list[int], missing: str |
 
 def measure(args: argparse.Namespace, argv: list[str]) -> Report:
     """Validate, load, time and return the report (``complete`` False if interrupted)."""
+    try:
+        validation.check_budget(args.min_time, args.min_runs, args.max_runs, args.runs, args.warmup, args.rounds)
+        cores = validation.parse_cores(args.cores, args.threads)
+        validation.check_writable(args.output)
+    except validation.OptionError as exc:
+        raise UserError(exc.option, str(exc)) from None
     budget = budget_from(args)
-    cores = parse_cores(args.cores, args.threads)
-    check_output(args.output)
     path = Path(args.model)
     if not path.is_file():
         raise UserError("MODEL.onnx", f"no file at {path}; give the path of a file made by 'flopsbench export'")

@@ -9,18 +9,9 @@ is read back per thread while a case runs."""
 from __future__ import annotations
 
 import os
-import re
 import threading
 from contextlib import contextmanager
 from typing import Iterator
-
-
-class OptionError(ValueError):
-    """A bad --threads or --cores value; ``option`` names it (each CLI words the error itself)."""
-
-    def __init__(self, option: str, message: str):
-        super().__init__(message)
-        self.option = option
 
 
 def allowed_cores() -> list[int]:
@@ -90,36 +81,3 @@ def pinned(threads: int, cores: tuple[int, ...], torch_threads: bool = True) -> 
                 os.sched_setaffinity(tid, saved_affinity.get(tid, fallback))
             except (ProcessLookupError, PermissionError):
                 pass
-
-
-def parse_cores(text: str | None, threads: int) -> tuple[int, ...]:
-    """'0,2-3' -> (0, 2, 3); default: the first ``threads`` cores this process may use."""
-    allowed = allowed_cores()
-    if threads < 1:
-        raise OptionError("--threads", f"{threads} must be at least 1")
-    if threads > len(allowed):
-        raise OptionError("--threads", f"{threads} is more than the {len(allowed)} core(s) this process may use "
-                                     f"({_join(allowed)}); use --threads {len(allowed)} or fewer")
-    if text is None:
-        return tuple(allowed[:threads])
-    cores: set[int] = set()
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not match:
-            raise OptionError("--cores", f"{text!r} is not a core list; use e.g. 0 or 0,2-3")
-        first, last = int(match[1]), int(match[2] or match[1])
-        if last < first:
-            raise OptionError("--cores", f"range {part.strip()!r} runs backwards; write it low-high, e.g. 0-3")
-        cores.update(range(first, last + 1))
-    unknown = sorted(cores - set(allowed))
-    if unknown:
-        raise OptionError("--cores", f"core(s) {_join(unknown)} not available to this process; "
-                                   f"choose among {_join(allowed)}")
-    if threads > len(cores):
-        raise OptionError("--threads", f"{threads} threads need at least as many cores, but --cores gives "
-                                     f"{len(cores)}; add cores or lower --threads")
-    return tuple(sorted(cores))
-
-
-def _join(cores: list[int]) -> str:
-    return ",".join(str(c) for c in cores)

@@ -12,7 +12,9 @@ import operators
 from flopsbench.cli import app
 from flopsbench.cli import model as model_cli
 from flopsbench.cli import ops as ops_cli
-from flopsbench.cli.options import Batch, Seed, bad, check_choice, check_positive, parse_ratio, parse_shapes
+from flopsbench import validation
+from flopsbench.cli.options import (Batch, Seed, bad, check_choice, check_positive, parse_ratio, parse_shapes,
+                                    validated)
 from flopsbench.onnx_export import export, export_metadata
 from flopsbench.ort_runtime import make_session
 from flopsbench.report import Row
@@ -145,12 +147,8 @@ def _check_output(output: Path) -> None:
         raise bad("--output", "an ONNX file is binary; give a file path, e.g. -o model.onnx")
     if output.is_dir():
         raise bad("--output", f"{output} is a folder; give a file path, e.g. -o {output / 'model.onnx'}")
-    existed = output.exists()
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        with open(output, "a"):
-            pass
-    except OSError as exc:
-        raise bad("--output", f"cannot write {output} ({exc.strerror}); choose a writable path") from None
-    if not existed:
-        output.unlink()
+    except OSError:
+        pass  # the check below says why the file cannot be written
+    validated(validation.check_writable, str(output))

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from flopsbench.board import ARM_MACHINES
 from flopsbench.cli import invoked_args
-from flopsbench import cpu, cuda
+from flopsbench import cuda, validation
 from flopsbench.cpu import set_interop_threads_once
 from flopsbench.environment import capture_environment
 from flopsbench.exporters import EXPORTERS, render
@@ -110,13 +110,12 @@ def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_leve
             raise bad(option, "needs --device cuda")
     if channels_last and runtime != "torch":
         raise bad("--channels-last", "applies to the torch runtime; onnxruntime picks its own layout")
-    pinned_cores = parse_cores(cores, threads)
-    check_budget(min_time, min_runs, max_runs, runs, warmup)
-    check_positive(rounds, "--rounds")
+    pinned_cores = validated(validation.parse_cores, cores, threads)
+    validated(validation.check_budget, min_time, min_runs, max_runs, runs, warmup, rounds)
     if breakdown_depth < 0 or breakdown_time <= 0:
         raise bad("--breakdown" if breakdown_depth < 0 else "--breakdown-time",
                   "must be >= 0 (depth) and > 0 (seconds)")
-    check_output(output)
+    validated(validation.check_writable, output)
     if save:
         check_results_dir(results_dir)
     budget = TimingBudget(warmup_s=warmup, min_time_s=min_time, min_runs=min_runs, max_runs=max_runs,
@@ -210,43 +209,17 @@ def parse_ratio(text: str) -> float:
     return value
 
 
-def parse_cores(text: str | None, threads: int) -> tuple[int, ...]:
-    """'0,2-3' -> (0, 2, 3); default: the first ``threads`` cores this process may use."""
+def validated(check, *args):
+    """Run a shared check (flopsbench.validation), turning its failure into a one-line CLI error."""
     try:
-        return cpu.parse_cores(text, threads)
-    except cpu.OptionError as exc:
+        return check(*args)
+    except validation.OptionError as exc:
         raise bad(exc.option, str(exc)) from None
-
-
-def check_budget(min_time: float, min_runs: int, max_runs: int, runs: int | None, warmup: float) -> None:
-    if runs is not None and runs < 1:
-        raise bad("--runs", f"{runs} must be at least 1")
-    if min_time < 0 or warmup < 0:
-        raise bad("--min-time" if min_time < 0 else "--warmup", "must not be negative")
-    if min_runs < 1 or max_runs < min_runs:
-        raise bad("--max-runs" if min_runs >= 1 else "--min-runs",
-                  f"need 1 <= --min-runs ({min_runs}) <= --max-runs ({max_runs})")
 
 
 def check_positive(value: int, option: str) -> None:
     if value < 1:
         raise bad(option, f"{value} must be a positive integer")
-
-
-def check_output(output: str | None) -> None:
-    """Fail before measuring if the output file cannot be written."""
-    if output is None or output == "-":
-        return
-    path = Path(output)
-    existed = path.exists()
-    try:
-        with open(path, "a"):
-            pass
-    except OSError as exc:
-        raise bad("--output", f"cannot write {output} ({exc.strerror}); choose a writable path "
-                              "or '-' for stdout") from None
-    if not existed:
-        path.unlink()
 
 
 def save_path(results_dir: Path, command: str, device: str, runtime: str) -> Path:
