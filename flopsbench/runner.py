@@ -16,6 +16,7 @@ import torch
 
 import operators
 from flopsbench import cuda
+from flopsbench.board import ARM_NOTE
 from flopsbench.breakdown import module_breakdown
 from flopsbench.counting import count_flops, count_params, count_params_without_bn
 from flopsbench.memory import count_memory_access
@@ -154,7 +155,7 @@ def runtime_call(case: Case, execution: Execution) -> Callable[[], object]:
     feeds = {session.get_inputs()[0].name: x.numpy()}
     worst = compare_with_torch(session, feeds, module, x)
     row.runtime = {**record, "onnx_file": str(path), "export_cached": cached, "pconv_exported_as": "split_cat",
-                   "max_abs_diff_vs_torch": worst}
+                   "max_abs_diff_vs_torch": worst, **({"note": ARM_NOTE} if execution.device == "arm" else {})}
     return lambda: session.run(None, feeds)
 
 
