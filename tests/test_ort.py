@@ -145,3 +145,17 @@ def test_runtime_errors_are_one_line(args, option):
 def test_breakdown_needs_the_torch_runtime():
     _assert_one_line_error(invoke(["model", "fasternet_t0", "--runtime", "onnxruntime", "--breakdown", "2"]),
                            "--breakdown")
+
+
+def test_device_arm_on_an_aarch64_host_runs_onnxruntime(monkeypatch):
+    """What --device arm does on a board with torch (simulated: this host claims to be aarch64)."""
+    import flopsbench.cli.options as options
+
+    monkeypatch.setattr(options.platform, "machine", lambda: "aarch64")
+    result = invoke(["ops", "--device", "arm", "--op", "pwconv", "--shape", "8x4x4", "--layers", "1",
+                     "--runs", "2", "--warmup", "0", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["execution"]["device"], data["execution"]["runtime"], data["execution"]["batch"]) == (
+        "arm", "onnxruntime", 1)
+    assert "not PyTorch" in data["rows"][0]["runtime"]["note"]
