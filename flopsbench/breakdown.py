@@ -62,9 +62,10 @@ def module_breakdown(model: torch.nn.Module, x: torch.Tensor, depth: int, execut
             continue  # not called in forward (e.g. an unused head)
         args = inputs[name]
         call = lambda: module(*args)  # noqa: E731
+        time_once = timer_for(call) if timer_for else None  # synchronous, so also the warm-up call
         with pinned(execution.threads, execution.cores), torch.inference_mode():
-            warm_up(call, budget)
-            samples = collect(call, budget, time_once=timer_for(call) if timer_for else None)
+            warm_up(time_once or call, budget)
+            samples = collect(call, budget, time_once=time_once)
         memory = count_memory_access(module, *args)
         rows.append({"part": name, "type": type(module).__name__, "flops": int(flops_by_module.get(name, 0)),
                      "memory_bytes": memory.total_bytes, "samples_s": samples,

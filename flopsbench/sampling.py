@@ -25,7 +25,9 @@ def sample_round(row: Row, call: Callable[[], object], execution: Execution, bud
     if budget.exact_runs == 0:
         return  # fewer exact runs than rounds: this round has no share
     with pinned(execution.threads, execution.cores, torch_threads=torch_threads):
-        row.warmup_runs += warm_up(call, budget, clock)
+        # With a timer (CUDA events) each warm-up call also waits for the GPU, so the warm-up
+        # cannot queue up far more work than it has time for.
+        row.warmup_runs += warm_up(time_once or call, budget, clock)
         if row.affinity is None:
             row.affinity = audit_affinity(execution.cores)
         samples = collect(call, budget, clock, time_once)

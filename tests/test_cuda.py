@@ -200,3 +200,18 @@ def test_out_of_memory_on_a_real_gpu():
                      "--runs", "1", "--format", "json"])
     (row,) = json.loads(result.stdout)["rows"]
     assert row["status"] == "error" and "try --batch 2048" in row["error"]
+
+
+def test_warm_up_goes_through_the_synchronous_timer(tiny_execution):
+    """On a GPU the warm-up must wait for each call, or it would queue far more work than it has
+    time for: sample_round warms up through the timer when there is one."""
+    from dataclasses import replace
+
+    from flopsbench.report import Row
+    from flopsbench.sampling import sample_round
+
+    calls = []
+    budget = replace(tiny_execution.budget, warmup_runs=3, exact_runs=2)
+    sample_round(Row(Workload("pwconv", Shape(8, 4, 4), 1)), lambda: calls.append("call"), tiny_execution,
+                 budget, time_once=lambda: calls.append("timed") or 0.001)
+    assert calls == ["timed"] * 5  # 3 warm-up + 2 samples, all through the timer
