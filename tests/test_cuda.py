@@ -211,7 +211,7 @@ def test_warm_up_goes_through_the_synchronous_timer(tiny_execution):
     from flopsbench.sampling import sample_round
 
     calls = []
-    budget = replace(tiny_execution.budget, warmup_runs=3, exact_runs=2)
+    budget = replace(tiny_execution.budget, warmup_runs=3, exact_runs=2, max_runs=10)
     sample_round(Row(Workload("pwconv", Shape(8, 4, 4), 1)), lambda: calls.append("call"), tiny_execution,
                  budget, time_once=lambda: calls.append("timed") or 0.001)
     assert calls == ["timed"] * 5  # 3 warm-up + 2 samples, all through the timer
