@@ -15,14 +15,19 @@ from rich.table import Table
 from rich.text import Text
 
 import operators
-from operators.baselines import resolve_model
 from flopsbench.paper import DEVICE_COLUMNS, table1_row, table3_row
 from flopsbench.report import Report, Row
+from operators.baselines import resolve_model
 
 FLOPS_NOTE = "FLOPs: fvcore count, 1 multiply-add = 1 FLOP (FasterNet paper footnote 1)."
 MEMORY_NOTE = ("Memory access in MB (10^6 bytes): 'ideal' is the paper's formula (Eqs. 2/3/5, "
                "elements incl. weights, × element size); 'impl' is what the executed aten ops read "
                "and write (views free).")
+
+MODEL_NOTE = ("Models: Tab. 3 FLOPs = fvcore on the unfused eval model (BN counted, as the paper's Table 3); "
+              "Tab. 8 = with BN folded into convs (the README / Table 8 count), which is the model timed "
+              "unless bn=unfused. Params = all parameters of the unfused model. Mem impl in MB (10^6 bytes): "
+              "what the executed aten ops read and write. FLOPS = timed model's FLOPs / median.")
 
 TEXT_COLUMNS = ("Operator", "Model", "Options", "Shape", "Input", "Status")
 
@@ -36,11 +41,6 @@ def _defaults(row: Row) -> dict:
         return dict(operators.get_operator(row.workload.name).defaults)
     except KeyError:
         return {}
-
-MODEL_NOTE = ("Models: Tab. 3 FLOPs = fvcore on the unfused eval model (BN counted, as the paper's Table 3); "
-              "Tab. 8 = with BN folded into convs (the README / Table 8 count), which is the model timed "
-              "unless bn=unfused. Params = all parameters of the unfused model. Mem impl in MB (10^6 bytes): "
-              "what the executed aten ops read and write. FLOPS = timed model's FLOPs / median.")
 
 
 def _params_label(row: Row) -> str:
