@@ -8,9 +8,12 @@ paper's memory-access formula so that counting can be checked against ground tru
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Generic, Mapping, TypeVar
 
 from torch import nn
+
+
+T = TypeVar("T")
 
 
 class InvalidParameter(ValueError):
@@ -50,23 +53,30 @@ class OperatorDef:
         return nn.Sequential(*(self.build(channels, **params) for _ in range(layers)))
 
 
-_OPERATORS: dict[str, OperatorDef] = {}
+class Registry(Generic[T]):
+    """Named definitions in registration order; registering a name twice raises."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, entry: T) -> T:
+        if entry.name in self._entries:
+            raise ValueError(f"{self.kind} {entry.name!r} is already registered")
+        self._entries[entry.name] = entry
+        return entry
+
+    def get(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)}") from None
+
+    def names(self) -> list[str]:
+        return list(self._entries)
 
 
-def register_operator(op: OperatorDef) -> OperatorDef:
-    if op.name in _OPERATORS:
-        raise ValueError(f"operator {op.name!r} is already registered")
-    _OPERATORS[op.name] = op
-    return op
-
-
-def get_operator(name: str) -> OperatorDef:
-    try:
-        return _OPERATORS[name]
-    except KeyError:
-        raise KeyError(f"unknown operator {name!r}; known: {', '.join(_OPERATORS)}") from None
-
-
-def list_operators() -> list[str]:
-    """Registered names in registration order (the paper's Table 1 order)."""
-    return list(_OPERATORS)
+_OPERATORS: Registry[OperatorDef] = Registry("operator")
+register_operator = _OPERATORS.register
+get_operator = _OPERATORS.get
+list_operators = _OPERATORS.names  # registration order: the paper's Table 1 order

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 from torch import nn
 
-from operators._registry import InvalidParameter
+from operators._registry import InvalidParameter, Registry
 
 
 @dataclass(frozen=True)
@@ -48,23 +48,7 @@ class ModelDef:
         return self.build(**self.resolve(params))
 
 
-_MODELS: dict[str, ModelDef] = {}
-
-
-def register_model(model: ModelDef) -> ModelDef:
-    if model.name in _MODELS:
-        raise ValueError(f"model {model.name!r} is already registered")
-    _MODELS[model.name] = model
-    return model
-
-
-def get_model(name: str) -> ModelDef:
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(_MODELS)}") from None
-
-
-def list_models() -> list[str]:
-    """Registered names in registration order (the paper's Table 3 order within a family)."""
-    return list(_MODELS)
+_MODELS: Registry[ModelDef] = Registry("model")
+register_model = _MODELS.register
+get_model = _MODELS.get
+list_models = _MODELS.names  # registration order: the paper's Table 3 order within a family

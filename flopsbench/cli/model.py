@@ -12,7 +12,7 @@ from flopsbench.cli import app
 from flopsbench.cli.options import (Batch, ChannelsLast, CudaGraph, CudnnBenchmark, FindMaxBatch, L2Flush,
                                     Mode, OrtOptLevel, OrtSpinning, Runtime, Cores, Device, Dtype, Format, MaxRuns, MinRuns, MinTime, Output,
                                     Paper, ResultsDir, Rounds, Runs, Save, Seed, Threads, Warmup, bad,
-                                    check_positive, parse_ratio, run_and_report, run_settings)
+                                    check_positive, parse_ratio, run_and_report, run_settings, shared_options)
 from flopsbench.spec import Shape, Workload
 from operators import InvalidParameter
 from operators.baselines import resolve_model
@@ -37,8 +37,8 @@ def model_command(
                                                       "val_acc1.71.9180.pth); default: seeded random weights."),
     fuse_bn: bool = typer.Option(True, help="Fold BatchNorm into the preceding convs before timing, as the "
                                             "paper does (FLOPs are reported both ways)."),
-    breakdown: int = typer.Option(0, help="Also time, count and measure each module at this depth of the "
-                                          "module tree (FasterNet: 2 = stages, 4 = blocks; 0 = off)."),
+    breakdown_depth: int = typer.Option(0, "--breakdown", help="Also time, count and measure each module at "
+                                        "this depth of the module tree (FasterNet: 2 = stages, 4 = blocks; 0 = off)."),
     breakdown_time: float = typer.Option(0.3, help="Seconds of samples per part for --breakdown."),
     device: Device = "cpu", runtime: Runtime = None, ort_opt_level: OrtOptLevel = "all",
     ort_spinning: OrtSpinning = True, mode: Mode = None, batch: Batch = None, cuda_graph: CudaGraph = False,
@@ -49,14 +49,7 @@ def model_command(
     results_dir: ResultsDir = Path("results"), paper: Paper = False, seed: Seed = 0,
 ) -> None:
     """Measure models: params, FLOPs (unfused and BN-fused), memory access, latency, FLOPS (Table 3)."""
-    settings = run_settings("model", device=device, runtime=runtime, ort_opt_level=ort_opt_level,
-                            ort_spinning=ort_spinning, mode=mode, batch=batch, cuda_graph=cuda_graph,
-                            l2_flush=l2_flush, channels_last=channels_last, cudnn_benchmark=cudnn_benchmark,
-                            find_max_batch=find_max_batch, threads=threads, cores=cores, dtype=dtype,
-                            warmup=warmup, min_time=min_time, min_runs=min_runs, max_runs=max_runs,
-                            runs=runs, rounds=rounds, fmt=fmt, output=output, save=save,
-                            results_dir=results_dir, paper=paper, seed=seed, breakdown_depth=breakdown,
-                            breakdown_time=breakdown_time)
+    settings = run_settings("model", **shared_options(locals()))
     if resolution is not None:
         check_positive(resolution, "--resolution")
     if weights is not None and not weights.is_file():

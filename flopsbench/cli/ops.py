@@ -13,7 +13,7 @@ from flopsbench.cli.options import (Batch, ChannelsLast, CudaGraph, CudnnBenchma
                                     Mode, OrtOptLevel, OrtSpinning, Runtime, Cores, Device, Dtype, Format, MaxRuns, MinRuns, MinTime, Output,
                                     Paper, ResultsDir, Rounds, Runs, Save, Seed, Threads, Warmup, bad,
                                     check_choice, check_positive, parse_names, parse_ratio, parse_shapes,
-                                    run_and_report, run_settings)
+                                    run_and_report, run_settings, shared_options)
 from flopsbench.spec import TABLE1_SHAPES, Shape, Workload
 from operators.pconv import FORWARD_MODES
 
@@ -41,13 +41,7 @@ def ops_command(
     results_dir: ResultsDir = Path("results"), paper: Paper = False, seed: Seed = 0,
 ) -> None:
     """Measure operators: FLOPs, memory access, latency and FLOPS (the paper's Table 1)."""
-    settings = run_settings("ops", device=device, runtime=runtime, ort_opt_level=ort_opt_level,
-                            ort_spinning=ort_spinning, mode=mode, batch=batch, cuda_graph=cuda_graph,
-                            l2_flush=l2_flush, channels_last=channels_last, cudnn_benchmark=cudnn_benchmark,
-                            find_max_batch=find_max_batch, threads=threads, cores=cores, dtype=dtype,
-                            warmup=warmup, min_time=min_time, min_runs=min_runs, max_runs=max_runs,
-                            runs=runs, rounds=rounds, fmt=fmt, output=output, save=save,
-                            results_dir=results_dir, paper=paper, seed=seed)
+    settings = run_settings("ops", **shared_options(locals()))
     check_choice(pconv_mode, FORWARD_MODES, "--pconv-mode")
     check_positive(layers, "--layers")
     names = parse_names(op, operators.list_operators(), "--op")

@@ -5,6 +5,7 @@ names the option and the fix (printed as one line by the CLI)."""
 
 from __future__ import annotations
 
+import inspect
 import platform
 import re
 import socket
@@ -132,6 +133,12 @@ def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_leve
                           breakdown_time_s=breakdown_time)
     return RunSettings(command, execution, fmt, output,
                        save_path(results_dir, command, device, runtime) if save else None, paper)
+
+
+def shared_options(arguments: dict) -> dict:
+    """The shared options among a command's arguments (pass ``locals()``), for run_settings."""
+    names = inspect.signature(run_settings).parameters
+    return {key: value for key, value in arguments.items() if key in names and key != "command"}
 
 
 def run_and_report(settings: RunSettings, workloads: list[Workload]) -> None:
