@@ -16,7 +16,7 @@ from rich.text import Text
 
 import operators
 from flopsbench.paper import DEVICE_COLUMNS, table1_row, table3_row
-from flopsbench.report import Report, Row
+from flopsbench.report import Report, Row, derived as derive
 from operators.baselines import resolve_model
 
 FLOPS_NOTE = "FLOPs: fvcore count, 1 multiply-add = 1 FLOP (FasterNet paper footnote 1)."
@@ -65,7 +65,7 @@ def frame(report: Report, paper: bool = False) -> pd.DataFrame:
 
 def _timing_columns(row: Row, batch: int) -> dict:
     stats = row.stats
-    derived = row.to_dict(batch)["derived"]
+    derived = derive(row.flops, row.memory_impl_bytes, stats, batch)
     return {
         "Mem impl [MB]": _scaled(row.memory_impl_bytes, 1e6),
         "Intensity [FLOP/B]": derived["arithmetic_intensity_flop_per_byte"],

@@ -218,11 +218,6 @@ def skip(case: Case, reason: str) -> None:
     case.module = case.x = case.call = case.timer = None
 
 
-def run_case(workload: Workload, execution: Execution) -> Row:
-    """One case on its own: count, then all rounds back to back."""
-    return run_all(Report("case", execution, {}), [workload]).rows[0]
-
-
 def run_all(report: Report, workloads: Iterable[Workload],
             on_step: Callable[[Report, str], None] = lambda report, label: None) -> Report:
     """Prepare every workload (rows appear as they are counted), then time the rounds.
