@@ -7,6 +7,7 @@ fvcore's per-module count of the whole model, its bytes from the memory counter.
 
 from __future__ import annotations
 
+import statistics
 from typing import Callable
 
 import torch
@@ -69,5 +70,5 @@ def module_breakdown(model: torch.nn.Module, x: torch.Tensor, depth: int, execut
         memory = count_memory_access(module, *args)
         rows.append({"part": name, "type": type(module).__name__, "flops": int(flops_by_module.get(name, 0)),
                      "memory_bytes": memory.total_bytes, "samples_s": samples,
-                     "median_s": float(torch.tensor(samples).median()) if samples else None})
+                     "median_s": statistics.median(samples) if samples else None})
     return rows

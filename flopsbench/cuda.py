@@ -27,8 +27,13 @@ def unavailable_reason() -> str:
             " (a CPU-only build)"))
 
 
+# Messages of a failed GPU allocation that is not torch's own OutOfMemoryError (cuDNN, cuBLAS).
+OUT_OF_MEMORY_MARKERS = ("out of memory", "cudnn_status_alloc_failed", "cublas_status_alloc_failed")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or any(marker in text for marker in OUT_OF_MEMORY_MARKERS)
 
 
 def is_fatal(exc: BaseException) -> bool:

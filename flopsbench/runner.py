@@ -60,10 +60,12 @@ def build_case(workload: Workload, execution: Execution) -> tuple[torch.nn.Modul
     else:
         op = operators.get_operator(workload.name)
         module = op.build_stack(workload.shape.c, workload.layers, **workload.param_dict).eval()
-    shape = workload.shape
-    x = torch.randn(execution.batch, shape.c, shape.h, shape.w)
+    shape, dtype = workload.shape, TORCH_DTYPES[execution.dtype]
     device = torch.device("cuda" if execution.device == "cuda" else "cpu")
-    module, x = module.to(device=device, dtype=TORCH_DTYPES[execution.dtype]), x.to(device, TORCH_DTYPES[execution.dtype])
+    # Made on the device itself: a batch too large for the GPU fails there as a GPU out-of-memory
+    # error, not in host memory on its way over.
+    x = torch.randn(execution.batch, shape.c, shape.h, shape.w, device=device).to(dtype)
+    module = module.to(device=device, dtype=dtype)
     if execution.option("channels_last"):
         module, x = module.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     return module, x
@@ -122,20 +124,31 @@ def _prepare(case: Case, execution: Execution) -> None:
 
 
 def largest_batch(case: Case, execution: Execution, limit: int = 4096) -> int:
-    """The largest batch whose forward pass fits in GPU memory (doubling, then bisecting)."""
+    """The largest batch whose forward pass runs on the GPU (doubling, then bisecting). A batch
+    fails by running out of memory or by a non-fatal refusal (e.g. cuDNN's 32-bit indexing limit
+    on huge tensors); if the limit was not memory, the row says what it was."""
     sample = case.x[:1]
+    refusals: dict[int, str] = {}
 
     def fits(batch: int) -> bool:
         try:
             with torch.inference_mode():
                 case.module(sample.expand(batch, *sample.shape[1:]).contiguous())
             return True
-        except torch.cuda.OutOfMemoryError:
+        except Exception as exc:  # noqa: BLE001 -- classified below
+            if cuda.is_fatal(exc):
+                raise
+            if not cuda.is_out_of_memory(exc):
+                refusals[batch] = f"{type(exc).__name__}: {exc}".splitlines()[0]
             return False
         finally:
             torch.cuda.empty_cache()
 
-    return cuda.largest_fitting(fits, start=execution.batch, limit=limit)
+    largest = cuda.largest_fitting(fits, start=execution.batch, limit=limit)
+    if largest + 1 in refusals:
+        case.row.warnings.append(f"--find-max-batch: batch {largest + 1} failed for a reason other than "
+                                 f"memory ({refusals[largest + 1]})")
+    return largest
 
 
 def runtime_call(case: Case, execution: Execution) -> Callable[[], object]:
@@ -227,8 +240,10 @@ def run_all(report: Report, workloads: Iterable[Workload],
     cases: list[Case] = []
     lost: list[str] = []  # why the CUDA context died, once it has
 
-    def guarded(case: Case, step: Callable[[], object]) -> None:
-        """Run one step of a case; a fatal CUDA error skips every later CUDA step."""
+    def guarded(case: Case, step: Callable[[], object], after_timing: str | None = None) -> None:
+        """Run one step of a case; a fatal CUDA error skips every later CUDA step. A step after
+        timing (named, e.g. "--breakdown") that fails leaves the row's timing standing and adds
+        a warning."""
         if lost:
             if not case.row.samples_s:
                 skip(case, f"skipped: the CUDA context was lost earlier ({lost[0]})")
@@ -239,9 +254,13 @@ def run_all(report: Report, workloads: Iterable[Workload],
         try:
             step()
         except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
-            fail(case, exc, execution)
+            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            if after_timing:
+                case.row.warnings.append(f"{after_timing} failed: {message}")
+            else:
+                fail(case, exc, execution)
             if execution.device == "cuda" and cuda.is_fatal(exc):
-                lost.append(case.row.error)
+                lost.append(message)
 
     for workload in workloads:
         case = Case(Row(workload))
@@ -260,18 +279,20 @@ def run_all(report: Report, workloads: Iterable[Workload],
     if execution.option("find_max_batch"):
         for case in cases:
             if case.row.status == "ok":
-                guarded(case, lambda: setattr(case.row, "max_batch", largest_batch(case, execution)))
+                def find_max_batch(case: Case = case) -> None:
+                    case.row.max_batch = largest_batch(case, execution)
+                guarded(case, find_max_batch, after_timing="--find-max-batch")
             on_step(report, f"largest batch {case.row.workload.name}")
     if execution.breakdown_depth > 0:
         part_budget = TimingBudget(warmup_s=0.05, min_time_s=execution.breakdown_time_s, min_runs=3, rounds=1)
+        timer_for = cuda.event_timer if execution.device == "cuda" else None
         for case in cases:
             if case.row.status == "ok" and case.row.workload.kind == "model":
-                try:
-                    case.row.breakdown = module_breakdown(case.module, case.x, execution.breakdown_depth,
-                                                          execution, part_budget,
-                                                          cuda.event_timer if execution.device == "cuda" else None)
-                except Exception as exc:  # noqa: BLE001 -- the row's own numbers still stand
-                    case.row.warnings.append(f"breakdown failed: {type(exc).__name__}: {exc}".splitlines()[0])
+                def breakdown(case: Case = case) -> None:
+                    with gpu_settings(execution):  # parts are timed as the whole model was
+                        case.row.breakdown = module_breakdown(case.module, case.x, execution.breakdown_depth,
+                                                              execution, part_budget, timer_for)
+                guarded(case, breakdown, after_timing="--breakdown")
             on_step(report, f"breakdown {case.row.workload.name}")
     for case in cases:
         finish_row(case.row, execution)

@@ -149,6 +149,76 @@ def test_out_of_memory_is_a_row_error_that_suggests_a_batch(monkeypatch):
     assert "out of GPU memory at batch 32; try --batch 16" in rows[1].error and "--find-max-batch" in rows[1].error
 
 
+class RefusesLargeBatches(torch.nn.Module):
+    """Runs up to ``fits`` images; beyond that fails as a GPU would: out of memory, or (from
+    ``refuses``) cuDNN's 32-bit indexing limit, or a fatal error."""
+
+    def __init__(self, fits, refuses=None, fatal=False):
+        super().__init__()
+        self.fits, self.refuses, self.fatal, self.batches = fits, refuses, fatal, []
+
+    def forward(self, x):
+        self.batches.append(len(x))
+        if self.fatal:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        if self.refuses is not None and len(x) >= self.refuses:
+            raise RuntimeError("Expected canUse32BitIndexMath(input) to be true, but got false.")
+        if len(x) > self.fits:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return x
+
+
+def _case_for(module):
+    case = runner.Case(runner.Row(Workload("pwconv", Shape(8, 4, 4), 1)), module=module, x=torch.zeros(32, 8, 4, 4))
+    return case, Execution(device="cuda", batch=32, budget=TINY)
+
+
+def test_largest_batch_stops_at_out_of_memory(monkeypatch):
+    monkeypatch.setattr(runner.torch.cuda, "empty_cache", lambda: None)
+    case, execution = _case_for(RefusesLargeBatches(fits=100))
+    assert runner.largest_batch(case, execution) == 100
+    assert case.module.batches[:3] == [32, 64, 128]  # doubling from the run's batch, then bisecting
+    assert case.row.warnings == []  # memory was the limit: nothing to explain
+
+
+def test_largest_batch_names_a_limit_that_is_not_memory(monkeypatch):
+    monkeypatch.setattr(runner.torch.cuda, "empty_cache", lambda: None)
+    case, execution = _case_for(RefusesLargeBatches(fits=100, refuses=70))
+    assert runner.largest_batch(case, execution) == 69
+    (warning,) = case.row.warnings
+    assert "batch 70 failed for a reason other than memory" in warning and "canUse32BitIndexMath" in warning
+
+
+def test_a_fatal_error_while_finding_the_largest_batch_keeps_the_timing(monkeypatch):
+    """The search runs after timing: a fatal CUDA error there warns, keeps the samples, and
+    later rows' searches are skipped rather than run on a dead context."""
+    modules = [RefusesLargeBatches(fits=100, fatal=True), RefusesLargeBatches(fits=100)]
+
+    def prepare(case, execution):
+        case.module, case.x, case.call = modules[case.row.workload.shape.c // 8 - 1], torch.zeros(32, 8, 4, 4), None
+
+    def time_round(row, call, execution, budget, clock=None, time_once=None):
+        row.samples_s.append(0.001)
+        row.round_sizes.append(1)
+
+    monkeypatch.setattr(runner, "_prepare", prepare)
+    monkeypatch.setattr(runner, "time_round", time_round)
+    monkeypatch.setattr(runner.torch.cuda, "empty_cache", lambda: None)
+    execution = Execution(device="cuda", batch=32, budget=TINY, runtime_options=(("find_max_batch", True),))
+    rows = runner.run_all(Report("ops", execution, {}), [Workload("pwconv", Shape(c, 4, 4), 1) for c in (8, 16)]).rows
+    assert [r.status for r in rows] == ["ok", "ok"] and [len(r.samples_s) for r in rows] == [2, 2]
+    assert rows[0].max_batch is None and any(w.startswith("--find-max-batch failed: RuntimeError: CUDA error: "
+                                                          "an illegal memory access") for w in rows[0].warnings)
+    assert modules[1].batches == []  # not searched on a lost context
+    assert any(w.startswith("CUDA context lost after 2 timing round(s)") for w in rows[1].warnings)
+
+
+def test_cudnn_and_cublas_allocation_failures_count_as_out_of_memory():
+    assert cuda.is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    assert cuda.is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate"))
+    assert not cuda.is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED"))
+
+
 def test_gpu_environment_is_empty_without_a_gpu(monkeypatch):
     monkeypatch.setattr(cuda, "available", lambda: False)
     assert cuda.gpu_environment() == {}
@@ -196,10 +266,11 @@ def test_cuda_run_with_graphs_and_l2_flush():
 
 @pytest.mark.cuda
 def test_out_of_memory_on_a_real_gpu():
-    result = invoke(["ops", "--device", "cuda", "--op", "conv", "--shape", "768x224x224", "--batch", "4096",
+    """The input alone (1024 x 768 x 224 x 224 fp32, 158 GB) exceeds an H100's and an H200's memory."""
+    result = invoke(["ops", "--device", "cuda", "--op", "conv", "--shape", "768x224x224", "--batch", "1024",
                      "--runs", "1", "--format", "json"])
     (row,) = json.loads(result.stdout)["rows"]
-    assert row["status"] == "error" and "try --batch 2048" in row["error"]
+    assert row["status"] == "error" and "out of GPU memory at batch 1024; try --batch 512" in row["error"]
 
 
 def test_warm_up_goes_through_the_synchronous_timer(tiny_execution):
