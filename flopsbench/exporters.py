@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 import operators
-from flopsbench.paper import DEVICE_COLUMNS, table1_row, table3_row
+from flopsbench.paper import DEVICE_COLUMNS, protocol_mismatch, table1_row, table3_row
 from flopsbench.report import Report, Row, derived as derive
 from operators.baselines import resolve_model
 
@@ -97,8 +97,7 @@ def _operator_record(row: Row, report: Report, paper: bool) -> dict:
         record.update(_paper_time_columns(ref, time_key, report.execution.device))
         paper_flops = ref[flops_key] if ref else None
         record[f"Paper {report.execution.device} FLOPS [G/s]"] = paper_flops
-        flops = record["FLOPS [G/s]"]
-        record["FLOPS / paper"] = flops / paper_flops if flops and paper_flops else None
+        record["FLOPS / paper"] = _ratio(record["FLOPS [G/s]"], paper_flops, report)
     return record
 
 
@@ -119,13 +118,19 @@ def _model_record(row: Row, report: Report, paper: bool) -> dict:
         record["Paper params [M]"] = ref["params_M"] if ref else None
         record["Paper FLOPs [G]"] = ref["flops_G"] if ref else None
         record.update(_paper_time_columns(ref, time_key, report.execution.device))
+        published = ref[time_key] if ref else None
         if report.execution.device == "cuda":
-            fps, paper_fps = record["Throughput [1/s]"], ref[time_key] if ref else None
-            record["Throughput / paper"] = fps / paper_fps if fps and paper_fps else None
+            record["Throughput / paper"] = _ratio(record["Throughput [1/s]"], published, report)
         else:
-            median, paper_ms = record["Median [ms]"], ref[time_key] if ref else None
-            record["Latency / paper"] = median / paper_ms if median and paper_ms else None
+            record["Latency / paper"] = _ratio(record["Median [ms]"], published, report)
     return record
+
+
+def _ratio(measured: float | None, published: float | None, report: Report) -> float | None:
+    """measured / published, only where both exist and the run followed the paper's protocol."""
+    if not measured or not published or protocol_mismatch(report.execution):
+        return None
+    return measured / published
 
 
 def _paper_time_columns(ref: dict | None, time_key: str, device: str) -> dict:
@@ -178,15 +183,23 @@ def _display(report: Report, paper: bool) -> pd.DataFrame:
     return df.astype(object).map(_fmt)
 
 
-def header_lines(report: Report) -> list[str]:
+def header_lines(report: Report, paper: bool = False) -> list[str]:
     env, ex = report.environment, report.execution
     state = "" if report.complete else " — INCOMPLETE: interrupted, only finished rows are shown"
+    if ex.device == "cuda":
+        knobs = [knob.replace("_", " ") for knob in ("cuda_graph", "l2_flush", "channels_last") if ex.option(knob)]
+        where = (f"{env.get('gpu_name')} ({ex.option('mode')}; {', '.join(knobs) or 'eager'}), "
+                 f"host {env.get('hostname')}")
+    else:
+        where = (f"{env.get('cpu_model')}, host {env.get('hostname')}, {ex.threads} thread(s) pinned to cores "
+                 f"{list(ex.cores)}")
+    mismatch = protocol_mismatch(ex) if paper else None
     return [
-        f"flopsbench {report.command} on {ex.device}: {env.get('cpu_model')}, host {env.get('hostname')}, "
-        f"{ex.threads} thread(s) pinned to cores {list(ex.cores)}, batch {ex.batch}, {ex.dtype}, "
+        f"flopsbench {report.command} on {ex.device}: {where}, batch {ex.batch}, {ex.dtype}, "
         f"{ex.runtime} {env.get('libraries', {}).get(ex.runtime)}{state}",
         FLOPS_NOTE,
         MODEL_NOTE if report.command == "model" else MEMORY_NOTE,
+        *([f"Paper ratios left out: {mismatch}."] if mismatch else []),
     ]
 
 
@@ -226,7 +239,7 @@ def _markdown_table(df: pd.DataFrame) -> str:
 
 
 def export_markdown(report: Report, stream: TextIO, paper: bool = False) -> None:
-    lines = header_lines(report)
+    lines = header_lines(report, paper)
     stream.write(lines[0] + "\n\n" + _markdown_table(_display(report, paper)) + "\n\n")
     for line in lines[1:] + [f"- {w}" for w in warning_lines(report)]:
         stream.write(line + "\n")
@@ -245,7 +258,7 @@ def _rich_table(df: pd.DataFrame, title: str, caption: str | None = None) -> Tab
 
 
 def export_table(report: Report, stream: TextIO, paper: bool = False) -> None:
-    lines = header_lines(report)
+    lines = header_lines(report, paper)
     interactive = hasattr(stream, "isatty") and stream.isatty()
     console = Console(file=stream, width=None if interactive else 220, force_terminal=interactive)
     console.print(_rich_table(_display(report, paper), lines[0], "\n".join(lines[1:] + warning_lines(report))))

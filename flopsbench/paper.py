@@ -9,7 +9,7 @@ from importlib import resources
 
 import operators
 from operators.baselines import resolve_model
-from flopsbench.spec import Workload
+from flopsbench.spec import Execution, Workload
 
 TABLE1_LAYERS = 10
 # Which published columns describe a device: (latency or throughput field, FLOPS field).
@@ -18,6 +18,19 @@ DEVICE_COLUMNS = {
     "arm": ("arm_latency_ms", "arm_flops_G_per_s"),
     "cuda": ("gpu_throughput_fps", "gpu_flops_G_per_s"),
 }
+
+# The paper's protocol per device (Sec. 4): latency at batch 1 on CPU and ARM, throughput at
+# batch 32 on the GPU, all fp32. Ratios to its numbers mean something only under the same one.
+PROTOCOL = {"cpu": (1, "fp32"), "arm": (1, "fp32"), "cuda": (32, "fp32")}
+
+
+def protocol_mismatch(execution: Execution) -> str | None:
+    """Why this run's numbers cannot be divided by the paper's, or None if they can."""
+    batch, dtype = PROTOCOL[execution.device]
+    if (execution.batch, execution.dtype) == (batch, dtype):
+        return None
+    return (f"the paper measured {execution.device} at batch {batch}, {dtype}; this run used batch "
+            f"{execution.batch}, {execution.dtype}")
 
 
 @lru_cache(maxsize=1)

@@ -4,9 +4,13 @@ CUDA-event timing, its agreement with the wall clock, CUDA graphs, L2 flushing a
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -223,6 +227,85 @@ def test_gpu_environment_is_empty_without_a_gpu(monkeypatch):
     monkeypatch.setattr(cuda, "available", lambda: False)
     assert cuda.gpu_environment() == {}
     assert isinstance(cuda.gpu_state(), dict)  # no driver here: a reason, not a crash
+
+
+class WallClockEvent:
+    """torch.cuda.Event's stand-in without a GPU: it records the wall clock."""
+
+    def __init__(self, enable_timing=True):
+        self.at = None
+
+    def record(self, stream=None):
+        self.at = time.perf_counter()
+
+    def synchronize(self):
+        pass
+
+    def elapsed_time(self, end):
+        return (end.at - self.at) * 1e3
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """``--device cuda`` end to end on the CPU: torch's CUDA queries answer for a fake GPU, CUDA
+    events read the wall clock, and cases are built on the CPU. Everything else (options,
+    counting, the event timer and L2 flush wiring, cudnn settings, report fields, views) is
+    the real GPU path."""
+    real_build = runner.build_case
+    props = SimpleNamespace(name="Fake GPU", major=9, minor=0, total_memory=80 << 30, L2_cache_size=1 << 20)
+    monkeypatch.setattr(cuda, "available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "Event", WallClockEvent)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: props.name)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: props)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(runner, "build_case", lambda workload, ex: real_build(workload, replace(ex, device="cpu")))
+
+
+def test_ops_on_a_fake_gpu_reports_throughput_and_the_gpu(fake_gpu):
+    result = invoke(["ops", "--device", "cuda", "--op", "pconv,dwconv", "--shape", "96x56x56", "--batch", "2",
+                     "--runs", "2", "--warmup", "0", "--l2-flush", "--no-cudnn-benchmark", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    env = data["environment"]
+    assert (env["gpu_name"], env["gpu_compute_capability"], env["gpu_l2_cache_bytes"]) == ("Fake GPU", "9.0", 1 << 20)
+    assert "gpu_before" in env and "gpu_after" in env
+    assert data["execution"]["runtime_options"]["mode"] == "throughput"
+    for row in data["rows"]:
+        assert row["status"] == "ok", row["error"]
+        assert row["runtime"]["timer"] == "cuda events" and row["runtime"]["gpu"] == "Fake GPU"
+        assert row["runtime"]["l2_flush"] is True and row["runtime"]["cudnn_benchmark"] is False
+        assert len(row["samples_s"]) == 2 and all(t > 0 for t in row["samples_s"])
+    table = invoke(["ops", "--device", "cuda", "--op", "pconv", "--shape", "96x56x56", "--batch", "2", "--runs", "1",
+                    "--warmup", "0", "--l2-flush", "--paper", "--format", "md"])
+    assert table.exit_code == 0, table.output
+    assert table.stdout.startswith("flopsbench ops on cuda: Fake GPU (throughput; l2 flush)")
+    assert "Throughput [1/s]" in table.stdout and "Paper cuda FLOPS [G/s]" in table.stdout
+
+
+def test_model_on_a_fake_gpu_with_a_breakdown(fake_gpu):
+    result = invoke(["model", "fasternet_t0", "--device", "cuda", "--batch", "1", "--runs", "2", "--warmup", "0",
+                     "--breakdown", "2", "--breakdown-time", "0.01", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    assert row["status"] == "ok" and not [w for w in row["warnings"] if "failed" in w], row["warnings"]
+    assert row["runtime"]["timer"] == "cuda events" and row["runtime"]["cudnn_benchmark"] is True
+    assert row["flops_fused"] < row["flops_unfused"]  # BN fusion checked and applied
+    parts = [part["part"] for part in row["breakdown"]]
+    assert parts[0] == "patch_embed.proj" and "stages.0" in parts and all(p["samples_s"] for p in row["breakdown"])
+
+
+def test_paper_ratios_need_the_papers_gpu_protocol(fake_gpu):
+    """The paper's GPU column is throughput at batch 32: at batch 1 the ratio to it is left out, and said so."""
+    md = invoke(["model", "fasternet_t0", "--device", "cuda", "--batch", "1", "--runs", "1", "--warmup", "0",
+                 "--paper", "--format", "md"])
+    assert md.exit_code == 0, md.output
+    assert "Throughput / paper" in md.stdout and "Paper cuda throughput [img/s]" in md.stdout
+    assert "Paper ratios left out: the paper measured cuda at batch 32, fp32; this run used batch 1, fp32." in md.stdout
+    (record,) = csv.DictReader(io.StringIO(invoke(["model", "fasternet_t0", "--device", "cuda", "--batch", "1",
+                                                   "--runs", "1", "--warmup", "0", "--paper", "--format",
+                                                   "csv"]).stdout))
+    assert record["Throughput / paper"] == "" and float(record["Paper cuda throughput [img/s]"]) > 0
 
 
 # --- on a GPU ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -64,6 +65,17 @@ def test_csv_paper_columns_by_hand(hand_report):
     # non-default ratio: the paper has no such row
     assert pconv["Paper cpu latency [ms]"] == pconv["Paper cpu FLOPS [G/s]"] == pconv["FLOPS / paper"] == ""
 
+
+
+def test_paper_ratios_only_under_the_papers_protocol(hand_report):
+    """The paper's CPU numbers are batch-1 fp32 latencies: a batch-2 or bf16 run shows them, but
+    divides by them nowhere, and the Markdown says why."""
+    for change in ({"batch": 2}, {"dtype": "bf16"}):
+        report = replace(hand_report, execution=replace(hand_report.execution, **change))
+        conv, _ = _csv_rows(report, paper=True)
+        assert float(conv["Paper cpu FLOPS [G/s]"]) == 72.9 and conv["FLOPS / paper"] == ""
+        assert "Paper ratios left out: the paper measured cpu at batch 1, fp32; this run used" in render(report, "md", True)
+    assert "Paper ratios left out" not in render(hand_report, "md", True)
 
 def _md_cells(text: str) -> dict[str, list[str]]:
     lines = [line for line in text.splitlines() if line.startswith("|")]
