@@ -178,8 +178,13 @@ def cuda_call(case: Case, execution: Execution) -> Callable[[], object]:
     module, x = case.module, case.x
     call: Callable[[], object] = lambda: module(x)
     if execution.option("cuda_graph"):
-        with torch.inference_mode(), gpu_settings(execution):
-            call = cuda.graphed(call)
+        try:
+            with torch.inference_mode(), gpu_settings(execution):
+                call = cuda.graphed(call)
+        except RuntimeError as exc:  # e.g. a forward that synchronises with the host cannot be captured
+            cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise RuntimeError(f"--cuda-graph could not capture this call ({cause}); time it without "
+                               "--cuda-graph") from exc
     flush = cuda.l2_flusher(x.device) if execution.option("l2_flush") else None
     case.timer = cuda.event_timer(call, before=flush)
     case.row.runtime = {"timer": "cuda events", "gpu": torch.cuda.get_device_name(x.device),

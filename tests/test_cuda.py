@@ -295,6 +295,20 @@ def test_model_on_a_fake_gpu_with_a_breakdown(fake_gpu):
     assert parts[0] == "patch_embed.proj" and "stages.0" in parts and all(p["samples_s"] for p in row["breakdown"])
 
 
+
+def test_a_call_that_cannot_be_graphed_is_a_clear_row_error(fake_gpu, monkeypatch):
+    def graphed(fn):
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(cuda, "graphed", graphed)
+    result = invoke(["ops", "--device", "cuda", "--op", "pwconv,dwconv", "--shape", "8x4x4", "--runs", "1",
+                     "--warmup", "0", "--cuda-graph", "--format", "json"])
+    rows = json.loads(result.stdout)["rows"]
+    assert [row["status"] for row in rows] == ["error", "error"]  # not fatal: each row tries and says why
+    assert rows[0]["error"].startswith("RuntimeError: --cuda-graph could not capture this call (RuntimeError: "
+                                       "CUDA error: operation not permitted when stream is capturing); time it "
+                                       "without --cuda-graph")
+
 def test_paper_ratios_need_the_papers_gpu_protocol(fake_gpu):
     """The paper's GPU column is throughput at batch 32: at batch 1 the ratio to it is left out, and said so."""
     md = invoke(["model", "fasternet_t0", "--device", "cuda", "--batch", "1", "--runs", "1", "--warmup", "0",
