@@ -1,4 +1,4 @@
-"""Views of a report: a rich table, CSV, Markdown and JSON. Every exporter has the same
+"""Views of a report: a rich table, CSV, Markdown, LaTeX and JSON. Every exporter has the same
 signature, ``export(report, stream, paper=False)``; numbers are formatted only here."""
 
 from __future__ import annotations
@@ -247,6 +247,21 @@ def export_markdown(report: Report, stream: TextIO, paper: bool = False) -> None
         stream.write(f"\n{title}\n\n{_markdown_table(df)}\n")
 
 
+def _latex_table(df: pd.DataFrame) -> str:
+    """A booktabs tabular (\\usepackage{booktabs}); text escaped, missing values as '--'."""
+    align = "".join("l" if c in TEXT_COLUMNS + ("Part", "Type") else "r" for c in df.columns)
+    return df.replace("–", "--").to_latex(index=False, escape=True, column_format=align)
+
+
+def export_latex(report: Report, stream: TextIO, paper: bool = False) -> None:
+    """Tables to paste into a paper; what the header and notes say goes above them as comments."""
+    for line in header_lines(report, paper) + warning_lines(report):
+        stream.write(f"% {line}\n")
+    stream.write(_latex_table(_display(report, paper)))
+    for title, df in _breakdowns(report):
+        stream.write(f"\n% {title}\n{_latex_table(df)}")
+
+
 def _rich_table(df: pd.DataFrame, title: str, caption: str | None = None) -> Table:
     table = Table(title=title, caption=caption, caption_justify="left", title_justify="left")
     for column in df.columns:
@@ -270,6 +285,7 @@ EXPORTERS: dict[str, Callable[[Report, TextIO, bool], None]] = {
     "table": export_table,
     "csv": export_csv,
     "md": export_markdown,
+    "latex": export_latex,
     "json": export_json,
 }
 

@@ -15,7 +15,8 @@ from flopsbench.report import SCHEMA_VERSION, Report
 from tests.conftest import conv_table1_row, error_row, make_report, pconv_custom_row
 
 
-@pytest.mark.parametrize("fmt, name", [("csv", "report.csv"), ("md", "report.md"), ("json", "report.json")])
+@pytest.mark.parametrize("fmt, name", [("csv", "report.csv"), ("md", "report.md"), ("latex", "report.tex"),
+                                       ("json", "report.json")])
 def test_golden(hand_report, golden, fmt, name):
     golden(name, render(hand_report, fmt))
 
@@ -25,7 +26,7 @@ def test_golden_markdown_with_paper_columns(hand_report, golden):
 
 
 def test_exporters_share_one_signature(hand_report):
-    assert set(EXPORTERS) == {"table", "csv", "md", "json"}
+    assert set(EXPORTERS) == {"table", "csv", "md", "latex", "json"}
     for fmt, export in EXPORTERS.items():
         stream = io.StringIO()
         export(hand_report, stream, False)
@@ -66,6 +67,19 @@ def test_csv_paper_columns_by_hand(hand_report):
     assert pconv["Paper cpu latency [ms]"] == pconv["Paper cpu FLOPS [G/s]"] == pconv["FLOPS / paper"] == ""
 
 
+
+
+def test_latex_escapes_text_and_marks_missing_values():
+    """Pastes into a booktabs document as is: '%' and '_' escaped, an error row's missing
+    numbers as '--', the notes (the error too) as comments above the tabular."""
+    text = render(make_report([conv_table1_row(), error_row()]), "latex", paper=True)
+    comments = [line for line in text.splitlines() if line.startswith("%")]
+    body = text.split("\\begin{tabular}", 1)[1]
+    assert any("error: RuntimeError: boom" in line for line in comments)
+    assert "\\toprule" in body and "\\bottomrule" in body and "–" not in body
+    gconv = next(line for line in body.splitlines() if line.startswith("gconv"))
+    assert gconv.endswith("& error & -- & -- & -- \\\\")  # paper columns: the paper has no such gconv row
+    assert "FLOPS / paper" in body and "%" not in body.replace("\\%", "")
 
 def test_paper_ratios_only_under_the_papers_protocol(hand_report):
     """The paper's CPU numbers are batch-1 fp32 latencies: a batch-2 or bf16 run shows them, but
