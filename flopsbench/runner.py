@@ -145,7 +145,9 @@ def largest_batch(case: Case, execution: Execution, limit: int = 4096) -> int:
             torch.cuda.empty_cache()
 
     largest = cuda.largest_fitting(fits, start=execution.batch, limit=limit)
-    if largest + 1 in refusals:
+    if largest == limit:
+        case.row.warnings.append(f"--find-max-batch: every batch up to the search limit {limit} fits")
+    elif largest + 1 in refusals:
         case.row.warnings.append(f"--find-max-batch: batch {largest + 1} failed for a reason other than "
                                  f"memory ({refusals[largest + 1]})")
     return largest

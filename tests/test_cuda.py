@@ -183,6 +183,8 @@ def test_largest_batch_stops_at_out_of_memory(monkeypatch):
     assert runner.largest_batch(case, execution) == 100
     assert case.module.batches[:3] == [32, 64, 128]  # doubling from the run's batch, then bisecting
     assert case.row.warnings == []  # memory was the limit: nothing to explain
+    assert runner.largest_batch(case, execution, limit=64) == 64
+    assert case.row.warnings == ["--find-max-batch: every batch up to the search limit 64 fits"]
 
 
 def test_largest_batch_names_a_limit_that_is_not_memory(monkeypatch):
