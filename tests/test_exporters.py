@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
+import subprocess
 from dataclasses import replace
 
 import pytest
@@ -80,6 +82,22 @@ def test_latex_escapes_text_and_marks_missing_values():
     gconv = next(line for line in body.splitlines() if line.startswith("gconv"))
     assert gconv.endswith("& error & -- & -- & -- \\\\")  # paper columns: the paper has no such gconv row
     assert "FLOPS / paper" in body and "%" not in body.replace("\\%", "")
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_latex_compiles(tmp_path):
+    """The LaTeX view typesets with booktabs alone: an error row's '--', and '_' in text cells."""
+    slicing = pconv_custom_row()
+    slicing.workload = replace(slicing.workload, params=(("kernel_size", 3), ("ratio", 0.5), ("forward_mode", "slicing")))
+    report = make_report([conv_table1_row(), slicing, error_row()])
+    text = render(report, "latex", paper=True)
+    assert "forward\\_mode=slicing" in text
+    (tmp_path / "table.tex").write_text(text)
+    (tmp_path / "doc.tex").write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\\tiny\n"
+                                      "\\input{table.tex}\n\\end{document}\n")
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:]
 
 def test_paper_ratios_only_under_the_papers_protocol(hand_report):
     """The paper's CPU numbers are batch-1 fp32 latencies: a batch-2 or bf16 run shows them, but
