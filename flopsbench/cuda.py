@@ -7,7 +7,7 @@ start event, and the host waits on the end event before reading the elapsed time
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Callable, Iterator
 
 import torch
@@ -106,15 +106,29 @@ def cudnn_benchmark(enabled: bool = True) -> Iterator[None]:
         torch.backends.cudnn.benchmark = saved
 
 
+def _nvml_handle(pynvml, index: int):
+    """NVML's handle of CUDA device ``index``, found by UUID: NVML numbers every GPU of the host in
+    PCI order, CUDA only the visible ones (CUDA_VISIBLE_DEVICES), fastest first."""
+    try:
+        uuid = str(torch.cuda.get_device_properties(index).uuid)
+        return pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+    except Exception:  # noqa: BLE001 -- no UUID from this torch or driver: same index, as a last resort
+        return pynvml.nvmlDeviceGetHandleByIndex(index)
+
+
 def gpu_state(index: int = 0) -> dict:
-    """Clocks, power and temperature now (nvidia-ml-py), or why they cannot be read."""
+    """Clocks, power and temperature of CUDA device ``index`` now (nvidia-ml-py), or why they
+    cannot be read."""
     try:
         import pynvml
     except ImportError:
         return {"nvml": "nvidia-ml-py is not installed"}
     try:
         pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    except Exception as exc:  # noqa: BLE001 -- an unreadable sensor must not stop a benchmark
+        return {"nvml": f"{type(exc).__name__}: {exc}"}
+    try:
+        handle = _nvml_handle(pynvml, index)
         state = {
             "sm_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
             "memory_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM),
@@ -123,10 +137,12 @@ def gpu_state(index: int = 0) -> dict:
             "temperature_c": pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU),
             "driver": pynvml.nvmlSystemGetDriverVersion(),
         }
-        pynvml.nvmlShutdown()
         return {key: value.decode() if isinstance(value, bytes) else value for key, value in state.items()}
     except Exception as exc:  # noqa: BLE001 -- an unreadable sensor must not stop a benchmark
         return {"nvml": f"{type(exc).__name__}: {exc}"}
+    finally:
+        with suppress(Exception):
+            pynvml.nvmlShutdown()
 
 
 def gpu_environment(index: int = 0) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -118,7 +119,7 @@ def test_fault_classification():
     assert not cuda.is_fatal(RuntimeError("CUDA out of memory"))
 
 
-def _fake_gpu_case(monkeypatch, failure_on):
+def _fake_gpu_case(monkeypatch, failure_on, empty_cache=lambda: None):
     """run_all on 'cuda' with preparation faked (no GPU here) and timing failing for one case."""
     def prepare(case, execution):
         case.call = lambda: None
@@ -131,7 +132,7 @@ def _fake_gpu_case(monkeypatch, failure_on):
 
     monkeypatch.setattr(runner, "_prepare", prepare)
     monkeypatch.setattr(runner, "time_round", time_round)
-    monkeypatch.setattr(runner.torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(runner.torch.cuda, "empty_cache", empty_cache)
     report = Report("ops", Execution(device="cuda", batch=32, budget=TINY), {})
     workloads = [Workload("pwconv", Shape(c, 4, 4), 1) for c in (8, 16, 24)]
     return runner.run_all(report, workloads).rows
@@ -145,6 +146,17 @@ def test_illegal_memory_access_skips_the_remaining_cuda_rows(monkeypatch):
     # the first row keeps its round-1 sample; its round 2, after the fault, did not run
     assert len(rows[0].samples_s) == 1
     assert sum(w.startswith("CUDA context lost after 1 timing round") for w in rows[0].warnings) == 1
+
+
+def test_a_dead_context_is_not_touched_again(monkeypatch):
+    """After an illegal memory access every CUDA call fails, freeing the cache too: the row error
+    must not call it (the run would crash and lose every table)."""
+    def dead_context():
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    failure = RuntimeError("CUDA error: an illegal memory access was encountered")
+    rows = _fake_gpu_case(monkeypatch, (16, failure), empty_cache=dead_context)
+    assert [r.status for r in rows] == ["ok", "error", "skipped"]
 
 
 def test_out_of_memory_is_a_row_error_that_suggests_a_batch(monkeypatch):
@@ -230,6 +242,37 @@ def test_gpu_environment_is_empty_without_a_gpu(monkeypatch):
     assert cuda.gpu_environment() == {}
     assert isinstance(cuda.gpu_state(), dict)  # no driver here: a reason, not a crash
 
+
+
+class FakeNvml(SimpleNamespace):
+    """pynvml's stand-in: two GPUs in PCI order; the CUDA device is the second one."""
+
+    NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 0, 1, 0
+
+    def __init__(self):
+        super().__init__(calls=[])
+        self.nvmlInit = lambda: self.calls.append("init")
+        self.nvmlShutdown = lambda: self.calls.append("shutdown")
+        self.nvmlDeviceGetHandleByUUID = lambda uuid: {"GPU-1111": "second"}[uuid]
+        self.nvmlDeviceGetHandleByIndex = lambda index: ["first", "second"][index]
+        self.nvmlDeviceGetClockInfo = lambda handle, kind: {"first": 100, "second": 1980}[handle]
+        self.nvmlDeviceGetMaxClockInfo = lambda handle, kind: 1980
+        self.nvmlDeviceGetPowerUsage = lambda handle: 350_000
+        self.nvmlDeviceGetTemperature = lambda handle, kind: 40
+        self.nvmlSystemGetDriverVersion = lambda: b"580.159.04"
+
+
+def test_gpu_state_reads_the_cuda_device_not_nvml_index_0(monkeypatch):
+    """With CUDA_VISIBLE_DEVICES=1, CUDA device 0 is NVML's GPU 1: it is found by UUID."""
+    nvml = FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index=None: SimpleNamespace(uuid="1111"))
+    state = cuda.gpu_state(0)
+    assert (state["sm_clock_mhz"], state["power_w"], state["driver"]) == (1980, 350.0, "580.159.04")
+    assert nvml.calls == ["init", "shutdown"]
+    nvml.nvmlDeviceGetClockInfo = lambda handle, kind: 1 / 0  # a sensor that cannot be read
+    assert cuda.gpu_state(0) == {"nvml": "ZeroDivisionError: division by zero"}
+    assert nvml.calls[-1] == "shutdown"
 
 class WallClockEvent:
     """torch.cuda.Event's stand-in without a GPU: it records the wall clock."""
