@@ -53,7 +53,7 @@ def capture_inputs(model: torch.nn.Module, x: torch.Tensor, names: list[str]) ->
 def module_breakdown(model: torch.nn.Module, x: torch.Tensor, depth: int, execution: Execution,
                      budget: TimingBudget, timer_for: Callable[[Callable], Callable[[], float]] | None = None
                      ) -> list[dict]:
-    """``timer_for(fn)`` times one call of a part (CUDA events on a GPU); default the wall clock."""
+    """``timer_for(fn)`` times a part (CUDA events on a GPU); default the wall clock."""
     parts = modules_at_depth(model, depth)
     inputs = capture_inputs(model, x, [name for name, _ in parts])
     flops_by_module = fvcore_analysis(model, x).by_module()

@@ -7,6 +7,7 @@ start event, and the host waits on the end event before reading the elapsed time
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager, suppress
 from typing import Callable, Iterator
 
@@ -55,9 +56,10 @@ def largest_fitting(fits: Callable[[int], bool], start: int = 1, limit: int = 40
 
 
 def event_timer(fn: Callable[[], object], before: Callable[[], object] | None = None,
-                event_factory: Callable[[], object] | None = None) -> Callable[[], float]:
-    """Seconds of one call of ``fn`` between two CUDA events on the current stream. ``before``
-    (an L2 flush) is queued ahead of the start event, so it is not timed."""
+                event_factory: Callable[[], object] | None = None, calls: int = 1) -> Callable[[], float]:
+    """Seconds per call of ``fn``: two CUDA events on the current stream around ``calls``
+    back-to-back calls. ``before`` (an L2 flush) is queued ahead of the start event, so it is not
+    timed. The timer's ``calls`` attribute says how many calls one sample stands for."""
     make = event_factory or (lambda: torch.cuda.Event(enable_timing=True))
     start, end = make(), make()
 
@@ -65,11 +67,26 @@ def event_timer(fn: Callable[[], object], before: Callable[[], object] | None = 
         if before is not None:
             before()
         start.record()
-        fn()
+        for _ in range(calls):
+            fn()
         end.record()
         end.synchronize()  # the host waits for the GPU before reading the events
-        return start.elapsed_time(end) / 1e3  # ms -> s
+        return start.elapsed_time(end) / 1e3 / calls  # ms -> s, per call
+    time_once.calls = calls
     return time_once
+
+
+def calls_per_sample(fn: Callable[[], object], target_s: float = 1e-3, max_calls: int = 1000,
+                     event_factory: Callable[[], object] | None = None) -> int:
+    """How many back-to-back calls of ``fn`` fill ``target_s`` of GPU time. Throughput is the
+    steady state of a GPU kept busy (the paper times 200 forwards in a row): one call alone
+    would also time the idle gaps while the host launches each kernel, which for small kernels
+    is as long as the kernels themselves. The first calls (cudnn autotuning, allocations) are
+    not counted."""
+    time_once = event_timer(fn, event_factory=event_factory)
+    time_once(), time_once()
+    one_call = min(time_once() for _ in range(3))
+    return max(1, min(max_calls, math.ceil(target_s / one_call))) if one_call > 0 else max_calls
 
 
 def l2_flusher(device: torch.device | None = None) -> Callable[[], None]:

@@ -34,9 +34,11 @@ def wall_timer(fn: Callable[[], object], clock: Clock = time.perf_counter) -> Ca
 
 def collect(fn: Callable[[], object], budget: TimingBudget, clock: Clock = time.perf_counter,
             time_once: Callable[[], float] | None = None) -> list[float]:
-    """One sample per call of ``fn`` (timed by ``time_once``, the wall clock by default) until
-    the budget is met."""
+    """One sample per call of ``time_once`` (the wall clock around ``fn`` by default) until the
+    budget is met. A timer whose sample is the mean of several calls (attribute ``calls``)
+    counts all of them towards the budget's time."""
     time_once = time_once or wall_timer(fn, clock)
+    calls = getattr(time_once, "calls", 1)
     samples: list[float] = []
     total = 0.0
     while True:
@@ -47,5 +49,5 @@ def collect(fn: Callable[[], object], budget: TimingBudget, clock: Clock = time.
             break
         elapsed = time_once()
         samples.append(elapsed)
-        total += elapsed
+        total += elapsed * calls
     return samples

@@ -96,6 +96,33 @@ def test_event_timer_times_only_the_call():
     assert log == ["flush", "record", "fn", "record", "synchronize"]
 
 
+
+def test_event_timer_averages_back_to_back_calls():
+    log, clock = [], [0.0]
+
+    def fn():
+        log.append("fn")
+        clock[0] += 0.001
+
+    time_once = cuda.event_timer(fn, calls=3, event_factory=lambda: FakeEvent(log, clock))
+    assert time_once() == pytest.approx(0.001) and time_once.calls == 3
+    assert log == ["record", "fn", "fn", "fn", "record", "synchronize"]  # one pair of events, no sync between
+
+
+def test_calls_per_sample_fill_a_millisecond_after_the_first_calls():
+    clock = [0.0]
+    durations = iter([1.0, 1.0] + [1e-4] * 10)  # two slow first calls (cudnn autotuning), then 0.1 ms
+
+    def fn():
+        clock[0] += next(durations)
+
+    events = lambda: FakeEvent([], clock)  # noqa: E731
+    assert cuda.calls_per_sample(fn, target_s=1e-3, event_factory=events) == 10
+    instant = lambda: None  # noqa: E731 -- no measurable time: as many calls as allowed
+    assert cuda.calls_per_sample(instant, max_calls=50, event_factory=lambda: FakeEvent([], [0.0])) == 50
+    slow = lambda: clock.__setitem__(0, clock[0] + 0.01)  # noqa: E731 -- 10 ms: one call is enough
+    assert cuda.calls_per_sample(slow, event_factory=events) == 1
+
 @pytest.mark.parametrize("start, expected", [(1, 37), (32, 37), (64, 37), (37, 37)])
 def test_largest_fitting_batch(start, expected):
     calls = []
@@ -320,6 +347,7 @@ def test_ops_on_a_fake_gpu_reports_throughput_and_the_gpu(fake_gpu):
         assert row["status"] == "ok", row["error"]
         assert row["runtime"]["timer"] == "cuda events" and row["runtime"]["gpu"] == "Fake GPU"
         assert row["runtime"]["l2_flush"] is True and row["runtime"]["cudnn_benchmark"] is False
+        assert row["runtime"]["calls_per_sample"] == 1  # a cold cache for every call
         assert len(row["samples_s"]) == 2 and all(t > 0 for t in row["samples_s"])
     table = invoke(["ops", "--device", "cuda", "--op", "pconv", "--shape", "96x56x56", "--batch", "2", "--runs", "1",
                     "--warmup", "0", "--l2-flush", "--paper", "--format", "md"])
@@ -327,6 +355,18 @@ def test_ops_on_a_fake_gpu_reports_throughput_and_the_gpu(fake_gpu):
     assert table.stdout.startswith("flopsbench ops on cuda: Fake GPU (throughput; l2 flush)")
     assert "Throughput [1/s]" in table.stdout and "Paper cuda FLOPS [G/s]" in table.stdout
 
+
+
+@pytest.mark.parametrize("mode, back_to_back", [("throughput", True), ("latency", False)])
+def test_throughput_times_back_to_back_calls_latency_one_call(fake_gpu, mode, back_to_back):
+    """A tiny operator takes far less than the 1 ms a throughput sample lasts: several calls
+    per sample there; latency is one call alone."""
+    result = invoke(["ops", "--device", "cuda", "--mode", mode, "--op", "pwconv", "--shape", "8x4x4", "--runs", "3",
+                     "--warmup", "0", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    assert (row["runtime"]["calls_per_sample"] > 1) is back_to_back
+    assert len(row["samples_s"]) == 3
 
 def test_model_on_a_fake_gpu_with_a_breakdown(fake_gpu):
     result = invoke(["model", "fasternet_t0", "--device", "cuda", "--batch", "1", "--runs", "2", "--warmup", "0",

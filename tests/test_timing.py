@@ -70,6 +70,16 @@ def test_min_time_counts_only_timed_calls():
     assert collect(clock.fn, budget(min_runs=1, min_time_s=5.5), clock) == [2, 1, 2, 1]
 
 
+
+def test_a_sample_of_several_calls_counts_them_all_towards_the_time():
+    """A GPU sample may be the mean of back-to-back calls (the timer's ``calls``): 125 ms per
+    call × 2 calls is 250 ms of timing, so 1 s takes 4 samples, not 8."""
+    def per_call():
+        return 0.125
+    per_call.calls = 2
+    budget = TimingBudget(warmup_s=0, warmup_runs=0, min_time_s=1.0, min_runs=1, max_runs=1000)
+    assert len(collect(lambda: None, budget, time_once=per_call)) == 4
+
 def test_max_runs_caps_the_samples():
     clock = FakeClock(1)
     assert len(collect(clock.fn, budget(min_runs=3, min_time_s=1e9, max_runs=7), clock)) == 7
