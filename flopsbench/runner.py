@@ -136,15 +136,15 @@ def largest_batch(case: Case, execution: Execution, limit: int = 4096) -> int:
             # as timed: same layout, same cudnn settings (its algorithms' workspaces count too)
             with torch.inference_mode(), gpu_settings(execution):
                 case.module(sample.expand(batch, *sample.shape[1:]).contiguous(memory_format=layout))
+            ran = True
         except Exception as exc:  # noqa: BLE001 -- classified below
             if cuda.is_fatal(exc):
-                raise
+                raise  # the context is dead: no further CUDA call, not even to free the cache
             if not cuda.is_out_of_memory(exc):
                 refusals[batch] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            torch.cuda.empty_cache()
-            return False
+            ran = False
         torch.cuda.empty_cache()
-        return True
+        return ran
 
     largest = cuda.largest_fitting(fits, start=execution.batch, limit=limit)
     if largest == limit:
