@@ -37,7 +37,7 @@ import numpy as np
 from flopsbench import validation
 from flopsbench.environment import capture_environment
 from flopsbench.ort_runtime import OPT_LEVELS, make_session
-from flopsbench.report import Report, Row, utc_now, write_atomically
+from flopsbench.report import Report, Row, error_line, utc_now, write_atomically
 from flopsbench.sampling import finish_row, sample_round
 from flopsbench.spec import Execution, Shape, TimingBudget, Workload
 
@@ -200,7 +200,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> Report:
     except KeyboardInterrupt:
         return report
     except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
-        row.status, row.error = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
+        row.status, row.error = "error", error_line(exc)
     finish_row(row, execution)
     report.complete = True
     report.finished_utc = utc_now()

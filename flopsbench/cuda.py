@@ -84,7 +84,8 @@ def calls_per_sample(fn: Callable[[], object], target_s: float = 1e-3, max_calls
     is as long as the kernels themselves. The first calls (cudnn autotuning, allocations) are
     not counted."""
     time_once = event_timer(fn, event_factory=event_factory)
-    time_once(), time_once()
+    for _ in range(2):
+        time_once()
     one_call = min(time_once() for _ in range(3))
     return max(1, min(max_calls, math.ceil(target_s / one_call))) if one_call > 0 else max_calls
 

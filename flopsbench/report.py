@@ -23,6 +23,11 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def error_line(exc: BaseException) -> str:
+    """An exception as a row's one-line error: its type and the first line of its message."""
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
 @dataclass
 class Row:
     """One measured case. ``status`` is 'ok', 'error' or 'skipped' (then ``error`` says why)."""

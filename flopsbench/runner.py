@@ -22,7 +22,7 @@ from flopsbench.counting import count_flops, count_params, count_params_without_
 from flopsbench.memory import count_memory_access
 from flopsbench.onnx_export import cached_export, export_metadata
 from flopsbench.ort_runtime import check_outputs, make_session
-from flopsbench.report import Report, Row, utc_now
+from flopsbench.report import Report, Row, error_line, utc_now
 from flopsbench.spec import Execution, TimingBudget, Workload
 from flopsbench.sampling import finish_row, sample_round
 from operators.baselines import resolve_model
@@ -141,7 +141,7 @@ def largest_batch(case: Case, execution: Execution, limit: int = 4096) -> int:
             if cuda.is_fatal(exc):
                 raise  # the context is dead: no further CUDA call, not even to free the cache
             if not cuda.is_out_of_memory(exc):
-                refusals[batch] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                refusals[batch] = error_line(exc)
             ran = False
         torch.cuda.empty_cache()
         return ran
@@ -186,9 +186,8 @@ def cuda_call(case: Case, execution: Execution) -> Callable[[], object]:
             with torch.inference_mode(), gpu_settings(execution):
                 call = cuda.graphed(call)
         except RuntimeError as exc:  # e.g. a forward that synchronises with the host cannot be captured
-            cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            raise RuntimeError(f"--cuda-graph could not capture this call ({cause}); time it without "
-                               "--cuda-graph") from exc
+            raise RuntimeError(f"--cuda-graph could not capture this call ({error_line(exc)}); time it "
+                               "without --cuda-graph") from exc
     flush = cuda.l2_flusher(x.device) if execution.option("l2_flush") else None
     case.timer = gpu_timer(call, execution, before=flush)
     case.row.runtime = {"timer": "cuda events", "calls_per_sample": case.timer.calls,
@@ -237,7 +236,7 @@ def time_round(row: Row, call: Callable[[], object], execution: Execution, budge
 
 
 def fail(case: Case, exc: Exception, execution: Execution) -> None:
-    message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    message = error_line(exc)
     if execution.device == "cuda" and cuda.is_out_of_memory(exc):
         smaller = max(1, execution.batch // 2)
         message = (f"out of GPU memory at batch {execution.batch}; try --batch {smaller}, or --find-max-batch "
@@ -276,7 +275,7 @@ def run_all(report: Report, workloads: Iterable[Workload],
         try:
             step()
         except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            message = error_line(exc)
             if after_timing:
                 case.row.warnings.append(f"{after_timing} failed: {message}")
             else:

@@ -247,6 +247,15 @@ def check_results_dir(results_dir: Path) -> None:
                                    "choose a writable folder") from None
 
 
+def write_view(report: Report, fmt: str, output: str | None, paper: bool) -> None:
+    """The chosen view on stdout (no output, or '-'), or written in one step into ``output``."""
+    if output is None or output == "-":
+        EXPORTERS[fmt](report, sys.stdout, paper)
+    else:
+        write_atomically(Path(output), render(report, fmt, paper))
+        Console(stderr=True).print(f"wrote {output}")
+
+
 def measure_and_report(report: Report, workloads: list[Workload], fmt: str, output: str | None,
                        save: Path | None, paper: bool, after: Callable[[], object] = lambda: None) -> None:
     """Run every workload with a progress bar on stderr, saving the JSON after each step, then
@@ -277,11 +286,7 @@ def measure_and_report(report: Report, workloads: list[Workload], fmt: str, outp
         write_atomically(save, report.to_json())
         write_atomically(save.with_suffix(".md"), render(report, "md", paper))
         stderr.print(f"saved {save} and {save.with_suffix('.md').name}")
-    if output is None or output == "-":
-        EXPORTERS[fmt](report, sys.stdout, paper)
-    else:
-        write_atomically(Path(output), render(report, fmt, paper))
-        stderr.print(f"wrote {output}")
+    write_view(report, fmt, output, paper)
     for row in report.rows:
         if row.status != "ok":
             stderr.print(f"[red]error[/red] {row.workload.name} {row.workload.shape}: {row.error}")

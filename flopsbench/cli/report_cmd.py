@@ -4,17 +4,15 @@ view, e.g. a LaTeX table for a paper, without measuring again."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from flopsbench.cli import app
-from flopsbench.cli.options import FORMATS, Format, Output, Paper, bad, check_choice, validated
+from flopsbench.cli.options import (FORMATS, Format, Output, Paper, bad, check_choice, validated,
+                                    write_view)
 from flopsbench import validation
-from flopsbench.exporters import EXPORTERS, render
-from flopsbench.report import Report, write_atomically
+from flopsbench.report import Report
 
 
 def load_report(path: Path) -> Report:
@@ -45,8 +43,4 @@ def report_command(
     """Render a saved report as a table, CSV, Markdown, LaTeX or JSON, without measuring again."""
     check_choice(fmt, FORMATS, "--format")
     validated(validation.check_writable, output)
-    report = load_report(file)
-    if output is None or output == "-":
-        EXPORTERS[fmt](report, sys.stdout, paper)
-    else:
-        write_atomically(Path(output), render(report, fmt, paper))
+    write_view(load_report(file), fmt, output, paper)
