@@ -146,10 +146,14 @@ def test_fault_classification():
     assert not cuda.is_fatal(RuntimeError("CUDA out of memory"))
 
 
-def _fake_gpu_case(monkeypatch, failure_on, empty_cache=lambda: None):
-    """run_all on 'cuda' with preparation faked (no GPU here) and timing failing for one case."""
+def _fake_gpu_case(monkeypatch, failure_on=(None, None), empty_cache=lambda: None, modules=None,
+                   runtime_options=()):
+    """run_all on 'cuda' with preparation faked (no GPU here): one pwconv row per module (three
+    without), timing failing for the row of ``failure_on``'s channel count."""
     def prepare(case, execution):
         case.call = lambda: None
+        if modules:
+            case.module, case.x = modules[case.row.workload.shape.c // 8 - 1], torch.zeros(32, 8, 4, 4)
 
     def time_round(row, call, execution, budget, clock=None, time_once=None):
         if row.workload.shape.c == failure_on[0]:
@@ -160,8 +164,9 @@ def _fake_gpu_case(monkeypatch, failure_on, empty_cache=lambda: None):
     monkeypatch.setattr(runner, "_prepare", prepare)
     monkeypatch.setattr(runner, "time_round", time_round)
     monkeypatch.setattr(runner.torch.cuda, "empty_cache", empty_cache)
-    report = Report("ops", Execution(device="cuda", batch=32, budget=TINY), {})
-    workloads = [Workload("pwconv", Shape(c, 4, 4), 1) for c in (8, 16, 24)]
+    report = Report("ops", Execution(device="cuda", batch=32, budget=TINY, runtime_options=runtime_options), {})
+    count = len(modules) if modules else 3
+    workloads = [Workload("pwconv", Shape(8 * (i + 1), 4, 4), 1) for i in range(count)]
     return runner.run_all(report, workloads).rows
 
 
@@ -238,19 +243,7 @@ def test_a_fatal_error_while_finding_the_largest_batch_keeps_the_timing(monkeypa
     """The search runs after timing: a fatal CUDA error there warns, keeps the samples, and
     later rows' searches are skipped rather than run on a dead context."""
     modules = [RefusesLargeBatches(fits=100, fatal=True), RefusesLargeBatches(fits=100)]
-
-    def prepare(case, execution):
-        case.module, case.x, case.call = modules[case.row.workload.shape.c // 8 - 1], torch.zeros(32, 8, 4, 4), None
-
-    def time_round(row, call, execution, budget, clock=None, time_once=None):
-        row.samples_s.append(0.001)
-        row.round_sizes.append(1)
-
-    monkeypatch.setattr(runner, "_prepare", prepare)
-    monkeypatch.setattr(runner, "time_round", time_round)
-    monkeypatch.setattr(runner.torch.cuda, "empty_cache", lambda: None)
-    execution = Execution(device="cuda", batch=32, budget=TINY, runtime_options=(("find_max_batch", True),))
-    rows = runner.run_all(Report("ops", execution, {}), [Workload("pwconv", Shape(c, 4, 4), 1) for c in (8, 16)]).rows
+    rows = _fake_gpu_case(monkeypatch, modules=modules, runtime_options=(("find_max_batch", True),))
     assert [r.status for r in rows] == ["ok", "ok"] and [len(r.samples_s) for r in rows] == [2, 2]
     assert rows[0].max_batch is None and any(w.startswith("--find-max-batch failed: RuntimeError: CUDA error: "
                                                           "an illegal memory access") for w in rows[0].warnings)
