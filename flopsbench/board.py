@@ -13,8 +13,9 @@ must then be fixed NCHW); its counts are unknown (null) and the row says so in a
 
 Timing is the same as ``flopsbench ops/model``: onnxruntime's CPU execution provider with
 intra-op threads = ``--threads``, inter-op 1, sequential execution, every thread of the process
-pinned to ``--cores``; the same warm-up, sampling budget and rounds (consecutive blocks here,
-since there is one case), the same statistics and noise warnings. The input is prepared before
+pinned to ``--cores``; the same warm-up, sampling budget and rounds, each round in a fresh worker
+process (``flopsbench.worker``, the same rounds loop as ops/model), the same statistics, noise
+warnings and exit-code rule. The input is prepared before
 timing: seeded standard-normal float32 of the exported shape (numpy's generator, so its values
 differ from torch's; latency does not depend on them).
 
@@ -28,24 +29,21 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from flopsbench import validation
+from flopsbench.backends.ort import OnnxRuntime
+from flopsbench.constants import METADATA_KEY, device_name
 from flopsbench.environment import capture_environment
 from flopsbench.ort_runtime import OPT_LEVELS, make_session
-from flopsbench.report import Report, Row, error_line, utc_now, write_atomically
-from flopsbench.sampling import finish_row, sample_round
+from flopsbench.report import Report, Row, write_atomically
+from flopsbench import rounds
+from flopsbench.rounds import Case
 from flopsbench.spec import Execution, Shape, TimingBudget, Workload
+from flopsbench.transport import Forkserver
 
 PROG = "python -m flopsbench.board"
-METADATA_KEY = "flopsbench"  # = onnx_export.METADATA_KEY (that module needs torch and onnx)
-ARM_MACHINES = ("aarch64", "arm64")
-ARM_NOTE = ("ARM latency measured with onnxruntime's CPU execution provider, not PyTorch "
-            "as in the FasterNet paper's ARM column")
 
 
 class UserError(Exception):
@@ -86,11 +84,6 @@ def parser() -> argparse.ArgumentParser:
 def budget_from(args: argparse.Namespace) -> TimingBudget:
     return TimingBudget(warmup_s=args.warmup, min_time_s=args.min_time, min_runs=args.min_runs,
                         max_runs=args.max_runs, exact_runs=args.runs, rounds=args.rounds)
-
-
-def device_name(machine: str | None = None) -> str:
-    """'arm' on an aarch64 host, else 'cpu' (the report's Execution.device)."""
-    return "arm" if (machine or platform.machine()).lower() in ARM_MACHINES else "cpu"
 
 
 # --- the ONNX file -------------------------------------------------------------------------------------
@@ -175,7 +168,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> Report:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError("MODEL.onnx", f"onnxruntime cannot load {path.name} ({reason})") from None
     metadata, missing = embedded_metadata(session)
-    input_name, shape = input_spec(session, metadata, path)
+    _, shape = input_spec(session, metadata, path)
     dtype = metadata.get("dtype", "fp32") if metadata else "fp32"
     device = device_name()
     execution = Execution(device=device, runtime="onnxruntime",
@@ -186,24 +179,16 @@ def measure(args: argparse.Namespace, argv: list[str]) -> Report:
     row.runtime = {**record, "onnx_file": path.name, "onnx_bytes": path.stat().st_size, "onnx_sha256": sha256(path),
                    "runner": "flopsbench.board", "embedded_metadata": metadata is not None,
                    "exported_with": metadata.get("exported_with") if metadata else None,
-                   "pconv_exported_as": "split_cat" if metadata else None,
-                   "input": f"numpy default_rng({args.seed}).standard_normal, float32",
-                   **({"note": ARM_NOTE} if device == "arm" else {})}
+                   "pconv_exported_as": "split_cat" if metadata else None}
     command = "model" if row.workload.kind == "model" else "ops"
     report = Report(command=command, execution=execution, environment=capture_environment(with_torch=False),
                     argv=[PROG, *argv], rows=[row])
-    feeds = {input_name: np.random.default_rng(args.seed).standard_normal(shape, dtype=np.float32)}
-    call = lambda: session.run(None, feeds)  # noqa: E731 -- the only thing in the timed region
+    # This process only loaded the file; the rounds are timed in fresh workers, as ops/model's are.
+    case = Case(row, {"workload": row.workload.to_dict(), "onnx": str(path.resolve())})
     try:
-        for index in range(budget.rounds):
-            sample_round(row, call, execution, budget.round_share(index))
+        rounds.measure(report, [case], Forkserver(OnnxRuntime.preload))
     except KeyboardInterrupt:
-        return report
-    except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
-        row.status, row.error = "error", error_line(exc)
-    finish_row(row, execution)
-    report.complete = True
-    report.finished_utc = utc_now()
+        pass  # the report stays incomplete
     return report
 
 
@@ -249,8 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.output}", file=sys.stderr)
     if not report.complete:
         print("interrupted: the report is marked incomplete and holds the samples taken so far", file=sys.stderr)
-        return 130
-    return 0 if report.rows[0].status == "ok" else 1
+    return report.exit_status()
 
 
 if __name__ == "__main__":

@@ -19,12 +19,15 @@ import onnx
 import torch
 
 from flopsbench import __version__
+from flopsbench.constants import METADATA_KEY
+from flopsbench.ort_runtime import check_outputs
 from flopsbench.report import Row
 from flopsbench.spec import Execution
 from operators.pconv import PartialConv
 
 OPSET = 17
-METADATA_KEY = "flopsbench"
+# onnxruntime's output must match PyTorch's within rtol, and atol × the output's largest magnitude.
+ORT_RTOL, ORT_ATOL = 1e-3, 1e-4
 # Counts embedded in an ONNX export, for a board without torch to report (Row field names).
 EMBEDDED_COUNTS = ("params", "params_without_bn", "flops", "flops_analytic", "flops_unfused", "flops_fused",
                    "flops_by_operator", "unsupported_ops", "memory_ideal_elements", "memory_ideal_bytes", "memory_impl")
@@ -90,3 +93,12 @@ def read_metadata(path: Path) -> dict | None:
     model = onnx.load(str(path), load_external_data=False)
     value = next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
     return None if value is None else json.loads(value)
+
+
+def compare_with_torch(session, feeds: dict, module: torch.nn.Module, x: torch.Tensor) -> float:
+    """onnxruntime's output against PyTorch's on the same input: the largest absolute
+    difference, or an error beyond rtol ORT_RTOL and atol ORT_ATOL × the output's magnitude."""
+    with torch.inference_mode():
+        expected = module(x).numpy()
+    scale = float(abs(expected).max()) or 1.0  # relative to the output, however small it is
+    return check_outputs(session.run(None, feeds)[0], expected, rtol=ORT_RTOL, atol=ORT_ATOL * scale)

@@ -49,6 +49,7 @@ class Row:
     samples_s: list[float] = field(default_factory=list)
     round_sizes: list[int] = field(default_factory=list)  # samples taken in each timing round
     warmup_runs: int = 0
+    worker_pids: list[int] = field(default_factory=list)  # the worker processes that took its samples
     affinity: dict | None = None
     runtime: dict | None = None  # onnxruntime: session settings, ONNX file, check against torch; cuda: knobs
     max_batch: int | None = None  # --find-max-batch: the largest batch that fit in GPU memory
@@ -94,6 +95,7 @@ class Report:
     environment: dict
     argv: list[str] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
+    workers: list[dict] = field(default_factory=list)  # each worker process: task, round, order, pid, exit
     complete: bool = False
     created_utc: str = field(default_factory=utc_now)
     finished_utc: str | None = None
@@ -113,6 +115,7 @@ class Report:
             "memory_unit": "bytes (ideal: paper Eqs. 2/3/5 in elements × element size)",
             "execution": self.execution.to_dict(),
             "environment": self.environment,
+            "workers": self.workers,
             "rows": [row.to_dict(self.execution.batch) for row in self.rows],
         }
 
@@ -122,9 +125,17 @@ class Report:
             raise ValueError(f"not a flopsbench report of schema version {SCHEMA_VERSION}")
         return cls(command=data["command"], execution=Execution.from_dict(data["execution"]),
                    environment=data["environment"], argv=data["argv"],
-                   rows=[Row.from_dict(r) for r in data["rows"]], complete=data["complete"],
+                   rows=[Row.from_dict(r) for r in data["rows"]], workers=data.get("workers", []),
+                   complete=data["complete"],
                    created_utc=data["created_utc"], finished_utc=data["finished_utc"],
                    tool_version=data["tool_version"])
+
+    def exit_status(self) -> int:
+        """The one exit-code rule of every measuring command: 130 interrupted (incomplete), 1 a row
+        failed or was never timed, 0 otherwise."""
+        if not self.complete:
+            return 130
+        return 0 if all(row.status == "ok" for row in self.rows) else 1
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1) + "\n"

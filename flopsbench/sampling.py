@@ -21,25 +21,32 @@ def sample_round(row: Row, call: Callable[[], object], execution: Execution, bud
     """Pin every thread to ``execution.cores``, warm up, then append one round of samples to
     ``row``; only ``call()`` is timed (by ``time_once`` if given, e.g. CUDA events; else the
     wall clock). The affinity of every thread is read once per row, while the case's threads
-    are alive."""
+    are alive. Interrupted (Ctrl-C), the row keeps the samples this round took."""
     if budget.exact_runs == 0:
         return  # fewer exact runs than rounds: this round has no share
-    with pinned(execution.threads, execution.cores, torch_threads=torch_threads):
-        # With a timer (CUDA events) each warm-up call also waits for the GPU, so the warm-up
-        # cannot queue up far more work than it has time for.
-        row.warmup_runs += warm_up(time_once or call, budget, clock)
-        if row.affinity is None:
-            row.affinity = audit_affinity(execution.cores)
-        samples = collect(call, budget, clock, time_once)
-    row.samples_s.extend(samples)
-    row.round_sizes.append(len(samples))
+    samples: list[float] = []
+    try:
+        with pinned(execution.threads, execution.cores, torch_threads=torch_threads):
+            # With a timer (CUDA events) each warm-up call also waits for the GPU, so the warm-up
+            # cannot queue up far more work than it has time for.
+            row.warmup_runs += warm_up(time_once or call, budget, clock)
+            if row.affinity is None:
+                row.affinity = audit_affinity(execution.cores)
+            collect(call, budget, clock, time_once, samples)
+    finally:
+        row.samples_s.extend(samples)
+        row.round_sizes.append(len(samples))
 
 
 def finish_row(row: Row, execution: Execution) -> None:
-    """Warnings that need every sample: noise, and threads found outside the pinned cores."""
+    """Warnings that need every sample: noise, and threads found outside the pinned cores. A row
+    that was never timed is not 'ok'."""
     if row.affinity is not None and not row.affinity["all_within_cores"]:
         row.warnings.append(f"some threads ran outside the pinned cores {list(execution.cores)}")
     if row.samples_s:
         # Round medians say something about drift only with a few samples each.
-        medians = round_medians(row.samples_s, row.round_sizes) if min(row.round_sizes) >= 3 else []
+        sizes = [size for size in row.round_sizes if size]
+        medians = round_medians(row.samples_s, row.round_sizes) if sizes and min(sizes) >= 3 else []
         row.warnings.extend(noise_warnings(summarize(row.samples_s), medians))
+    elif row.status == "ok":
+        row.status, row.error = "skipped", "not timed: the run ended before this row's first sample"

@@ -4,8 +4,10 @@ wall-clock sample where another timer is the truth (CUDA events on a GPU)."""
 
 from __future__ import annotations
 
+import gc
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from flopsbench.spec import TimingBudget
 
@@ -33,21 +35,36 @@ def wall_timer(fn: Callable[[], object], clock: Clock = time.perf_counter) -> Ca
 
 
 def collect(fn: Callable[[], object], budget: TimingBudget, clock: Clock = time.perf_counter,
-            time_once: Callable[[], float] | None = None) -> list[float]:
+            time_once: Callable[[], float] | None = None, samples: list[float] | None = None) -> list[float]:
     """One sample per call of ``time_once`` (the wall clock around ``fn`` by default) until the
-    budget is met. A timer whose sample is the mean of several calls (attribute ``calls``)
-    counts all of them towards the budget's time."""
+    budget is met, appended to ``samples`` as they come (so an interrupted loop keeps them). A
+    timer whose sample is the mean of several calls (attribute ``calls``) counts all of them
+    towards the budget's time. The garbage collector is off meanwhile: a full collection of a
+    torch process takes ~200 ms, which would land in one sample."""
     time_once = time_once or wall_timer(fn, clock)
     calls = getattr(time_once, "calls", 1)
-    samples: list[float] = []
+    samples = [] if samples is None else samples
     total = 0.0
-    while True:
-        if budget.exact_runs is not None:
-            if len(samples) >= budget.exact_runs:
+    with gc_paused():
+        while True:
+            if budget.exact_runs is not None:
+                if len(samples) >= budget.exact_runs:
+                    break
+            elif len(samples) >= budget.max_runs or (len(samples) >= budget.min_runs and total >= budget.min_time_s):
                 break
-        elif len(samples) >= budget.max_runs or (len(samples) >= budget.min_runs and total >= budget.min_time_s):
-            break
-        elapsed = time_once()
-        samples.append(elapsed)
-        total += elapsed * calls
+            elapsed = time_once()
+            samples.append(elapsed)
+            total += elapsed * calls
     return samples
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The garbage collector off for the block (restored as it was)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()

@@ -15,10 +15,11 @@ from flopsbench.cli import ops as ops_cli
 from flopsbench import validation
 from flopsbench.cli.options import (Batch, Seed, bad, check_choice, check_positive, parse_ratio, parse_shapes,
                                     validated)
-from flopsbench.onnx_export import export, export_metadata
+from flopsbench.onnx_export import compare_with_torch, export, export_metadata
 from flopsbench.ort_runtime import make_session
 from flopsbench.report import Row
-from flopsbench.runner import build_case, compare_with_torch, count_case
+from flopsbench.build import build_case
+from flopsbench.runner import count_case
 from flopsbench.spec import Execution, Shape, Workload
 from operators.baselines import resolve_model
 from operators.pconv import FORWARD_MODES

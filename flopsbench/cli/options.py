@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from flopsbench.board import ARM_MACHINES
+from flopsbench.constants import ARM_MACHINES
 from flopsbench.cli import invoked_args
 from flopsbench import cuda, validation
 from flopsbench.cpu import set_interop_threads_once
@@ -145,8 +145,8 @@ def run_and_report(settings: RunSettings, workloads: list[Workload]) -> None:
     """Measure the workloads under ``settings`` and write the report."""
     set_interop_threads_once(1)
     on_gpu = settings.execution.device == "cuda"
-    environment = {**capture_environment(), **(cuda.gpu_environment() if on_gpu else {})}
-    report = Report(command=settings.command, execution=settings.execution, environment=environment,
+    # The GPU's own record (name, clocks before) comes from the first worker that times on it.
+    report = Report(command=settings.command, execution=settings.execution, environment=capture_environment(),
                     argv=["flopsbench", *invoked_args()])
     measure_and_report(report, workloads, settings.fmt, settings.output, settings.save_to, settings.paper,
                        after=lambda: report.environment.update(gpu_after=cuda.gpu_state()) if on_gpu else None)
@@ -259,7 +259,8 @@ def write_view(report: Report, fmt: str, output: str | None, paper: bool) -> Non
 def measure_and_report(report: Report, workloads: list[Workload], fmt: str, output: str | None,
                        save: Path | None, paper: bool, after: Callable[[], object] = lambda: None) -> None:
     """Run every workload with a progress bar on stderr, saving the JSON after each step, then
-    write the chosen view. Ctrl-C keeps what is done, marked incomplete (exit 130)."""
+    write the chosen view. Ctrl-C keeps what is done, marked incomplete. Exits as
+    ``Report.exit_status`` says (130 interrupted, 1 a row failed)."""
     stderr = Console(stderr=True)
     # count each, time each round, then break each down if asked
     execution = report.execution
@@ -275,12 +276,11 @@ def measure_and_report(report: Report, workloads: list[Workload], fmt: str, outp
         progress.update(task, advance=1, description=label)
         progress.refresh()
 
-    interrupted = False
     with progress:
         try:
             run_all(report, workloads, on_step=on_step)
         except KeyboardInterrupt:
-            interrupted = True
+            pass  # the report stays incomplete
     after()  # e.g. read the GPU's clocks and temperature again
     if save is not None:
         write_atomically(save, report.to_json())
@@ -290,7 +290,8 @@ def measure_and_report(report: Report, workloads: list[Workload], fmt: str, outp
     for row in report.rows:
         if row.status != "ok":
             stderr.print(f"[red]error[/red] {row.workload.name} {row.workload.shape}: {row.error}")
-    if interrupted:
+    if not report.complete:
         stderr.print(f"interrupted after {progress.tasks[0].completed:.0f} of {steps} steps; the report "
                      "is marked incomplete and holds the samples taken so far")
-        raise typer.Exit(130)
+    if report.exit_status():
+        raise typer.Exit(report.exit_status())

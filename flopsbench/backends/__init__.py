@@ -1,0 +1,93 @@
+"""One protocol for every way a case executes: torch on the CPU, torch on a GPU, onnxruntime.
+
+A backend has two sides. In the parent, which counts, ``stage`` makes what the worker needs
+besides the spec (an ONNX file, say) from the counted module. In a worker, a fresh process that
+only times, ``prepare`` builds the case from its spec into a ``Prepared`` call with its timer and
+settings, ``explain`` words a fault and ``is_fatal`` says whether the process can go on. Backends are found by
+(device, runtime) and imported only when asked for, so a worker timing ONNX files never imports
+torch. Tests and plugins add their own with ``register_backend``."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager
+
+from flopsbench.report import error_line
+from flopsbench.spec import Execution
+
+# (device, runtime) -> "module:class", imported on first use
+_BACKENDS: dict[tuple[str, str], str | Callable[[], "Backend"]] = {
+    ("cpu", "torch"): "flopsbench.backends.torch_cpu:TorchCPU",
+    ("arm", "torch"): "flopsbench.backends.torch_cpu:TorchCPU",
+    ("cuda", "torch"): "flopsbench.backends.torch_cuda:TorchCUDA",
+    ("cpu", "onnxruntime"): "flopsbench.backends.ort:OnnxRuntime",
+    ("arm", "onnxruntime"): "flopsbench.backends.ort:OnnxRuntime",
+}
+
+
+@dataclass
+class Prepared:
+    """A case ready to time in a worker: only ``call()`` sits in the timed region."""
+
+    call: Callable[[], object]
+    time_once: Callable[[], float] | None = None  # one sample (CUDA events); None: the wall clock
+    settings: Callable[[], ContextManager] = contextlib.nullcontext  # entered around warm-up and samples
+    torch_threads: bool = False  # set torch's intra-op threads while timing (onnxruntime sets its own)
+    runtime: dict = field(default_factory=dict)  # how it ran, for the row's ``runtime`` record
+    module: Any = None  # the torch module and input (for --breakdown and --find-max-batch)
+    x: Any = None
+
+
+class Backend:
+    """The protocol, with defaults for the parts most backends do not need."""
+
+    preload: tuple[str, ...] = ()  # modules a worker process imports before it is forked off
+
+    def stage(self, row, module, x, execution: Execution) -> dict:
+        """Parent side, after counting: extra fields of the case's job (may fill ``row.runtime``)."""
+        return {}
+
+    def prepare(self, case: dict, execution: Execution) -> Prepared:
+        """Worker side: build the case of ``case`` (its job entry) ready to time."""
+        raise NotImplementedError
+
+    def timer(self, call: Callable[[], object], execution: Execution) -> Callable[[], float] | None:
+        """The timer of another call on this backend (a --breakdown part); None: the wall clock."""
+        return None
+
+    def largest_batch(self, prepared: Prepared, execution: Execution) -> tuple[int, list[str]]:
+        """--find-max-batch: the largest batch that runs, and warnings."""
+        raise RuntimeError("--find-max-batch needs --device cuda")
+
+    def explain(self, exc: BaseException, execution: Execution) -> str:
+        """A failed case's one-line error (e.g. out of memory, with the option that helps)."""
+        return error_line(exc)
+
+    def is_fatal(self, exc: BaseException) -> bool:
+        """True when nothing more can run in this process (a dead CUDA context)."""
+        return False
+
+    def release(self) -> None:
+        """Give memory back after a failed case (never called after a fatal fault)."""
+
+    def environment(self) -> dict:
+        """What the report's environment records of the device, read in the worker."""
+        return {}
+
+
+def register_backend(device: str, runtime: str, factory: str | Callable[[], Backend]) -> None:
+    """Serve (device, runtime) with ``factory``: a "module:class" path or a callable."""
+    _BACKENDS[(device, runtime)] = factory
+
+
+def backend_for(execution: Execution) -> Backend:
+    try:
+        factory = _BACKENDS[(execution.device, execution.runtime)]
+    except KeyError:
+        raise ValueError(f"no backend runs runtime {execution.runtime!r} on device {execution.device!r}") from None
+    if isinstance(factory, str):
+        module, name = factory.split(":")
+        factory = getattr(importlib.import_module(module), name)
+    return factory()

@@ -1,0 +1,18 @@
+"""torch on the CPU: ``module(x)`` under inference mode, timed by the wall clock."""
+
+from __future__ import annotations
+
+import torch
+
+from flopsbench.backends import Backend, Prepared
+from flopsbench.build import build_case
+from flopsbench.spec import Execution, Workload
+
+
+class TorchCPU(Backend):
+    preload = ("torch", "operators", "flopsbench.build")
+
+    def prepare(self, case: dict, execution: Execution) -> Prepared:
+        module, x = build_case(Workload.from_dict(case["workload"]), execution, device="cpu", fused=True)
+        return Prepared(call=lambda: module(x), settings=torch.inference_mode, torch_threads=True,
+                        module=module, x=x)

@@ -1,0 +1,115 @@
+"""torch on an NVIDIA GPU: CUDA-event timing, cudnn autotuning, CUDA graphs, L2 flushing, the
+largest-batch search and the classification of CUDA faults (see ``flopsbench.cuda``)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+
+from flopsbench import cuda
+from flopsbench.backends import Backend, Prepared
+from flopsbench.build import build_case
+from flopsbench.report import error_line
+from flopsbench.spec import Execution, Workload
+
+# The CUDA knobs a row records (and their defaults).
+CUDA_DEFAULTS = {"cudnn_benchmark": True, "cuda_graph": False, "l2_flush": False, "channels_last": False}
+
+
+class TorchCUDA(Backend):
+    preload = ("torch", "operators", "flopsbench.build", "flopsbench.cuda")
+
+    def prepare(self, case: dict, execution: Execution) -> Prepared:
+        module, x = build_case(Workload.from_dict(case["workload"]), execution, device="cuda", fused=True)
+        call: Callable[[], object] = lambda: module(x)
+        if execution.option("cuda_graph"):
+            try:
+                with self.settings(execution)():
+                    call = cuda.graphed(call)
+            except RuntimeError as exc:  # e.g. a forward that synchronises with the host cannot be captured
+                raise RuntimeError(f"--cuda-graph could not capture this call ({error_line(exc)}); time it "
+                                   "without --cuda-graph") from exc
+        flush = cuda.l2_flusher(x.device) if execution.option("l2_flush") else None
+        timer = self.gpu_timer(call, execution, before=flush)
+        runtime = {"timer": "cuda events", "calls_per_sample": timer.calls,
+                   "gpu": torch.cuda.get_device_name(x.device),
+                   **{key: execution.option(key, default) for key, default in CUDA_DEFAULTS.items()},
+                   "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                   "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32}
+        return Prepared(call=call, time_once=timer, settings=self.settings(execution), torch_threads=True,
+                        runtime=runtime, module=module, x=x)
+
+    @staticmethod
+    def settings(execution: Execution) -> Callable[[], contextlib.AbstractContextManager]:
+        """Inference mode, and cudnn.benchmark as asked (its autotuning then falls in the warm-up)."""
+        @contextlib.contextmanager
+        def entered():
+            with torch.inference_mode(), cuda.cudnn_benchmark(execution.option("cudnn_benchmark", True)):
+                yield
+        return entered
+
+    def gpu_timer(self, call: Callable[[], object], execution: Execution,
+                  before: Callable[[], object] | None = None) -> Callable[[], float]:
+        """CUDA-event timer of ``call``. Throughput mode times back-to-back calls (about 1 ms of
+        them per sample, the GPU's steady state, as the paper's 200 forwards in a row); latency mode
+        and cold-cache timing (``before`` flushes the L2 before every call) time one call alone."""
+        calls = 1
+        if execution.option("mode") == "throughput" and before is None:
+            with self.settings(execution)():
+                calls = cuda.calls_per_sample(call)
+        return cuda.event_timer(call, before=before, calls=calls)
+
+    def timer(self, call, execution):
+        return self.gpu_timer(call, execution)
+
+    def largest_batch(self, prepared: Prepared, execution: Execution, limit: int = 4096) -> tuple[int, list[str]]:
+        """The largest batch whose forward pass runs on the GPU (doubling, then bisecting), in a
+        worker that holds no other case. A batch fails by running out of memory or by a non-fatal
+        refusal (e.g. cuDNN's 32-bit indexing limit on huge tensors); if the limit was not memory,
+        the warning says what it was."""
+        sample = prepared.x[:1]
+        layout = torch.channels_last if execution.option("channels_last") else torch.contiguous_format
+        refusals: dict[int, str] = {}
+
+        def fits(batch: int) -> bool:
+            try:
+                # as timed: same layout, same cudnn settings (its algorithms' workspaces count too)
+                with self.settings(execution)():
+                    prepared.module(sample.expand(batch, *sample.shape[1:]).contiguous(memory_format=layout))
+                    torch.cuda.synchronize()  # an asynchronous fault surfaces here, inside the try
+                ran = True
+            except Exception as exc:  # noqa: BLE001 -- classified below
+                if cuda.is_fatal(exc):
+                    raise  # the context is dead: no further CUDA call, not even to free the cache
+                if not cuda.is_out_of_memory(exc):
+                    refusals[batch] = error_line(exc)
+                ran = False
+            torch.cuda.empty_cache()
+            return ran
+
+        largest = cuda.largest_fitting(fits, start=execution.batch, limit=limit)
+        warnings = []
+        if largest == limit:
+            warnings.append(f"--find-max-batch: every batch up to the search limit {limit} fits")
+        elif largest + 1 in refusals:
+            warnings.append(f"--find-max-batch: batch {largest + 1} failed for a reason other than "
+                            f"memory ({refusals[largest + 1]})")
+        return largest, warnings
+
+    def explain(self, exc: BaseException, execution: Execution) -> str:
+        message = error_line(exc)
+        if not cuda.is_out_of_memory(exc):
+            return message
+        return (f"out of GPU memory at batch {execution.batch}; try --batch {max(1, execution.batch // 2)}, "
+                f"or --find-max-batch to find the largest that fits ({message})")
+
+    def is_fatal(self, exc: BaseException) -> bool:
+        return cuda.is_fatal(exc)
+
+    def release(self) -> None:
+        torch.cuda.empty_cache()
+
+    def environment(self) -> dict:
+        return cuda.gpu_environment()

@@ -1,0 +1,38 @@
+"""Building a case from its spec: the same module and input wherever it is built, the parent
+that counts it and every worker that times it (seeded, eval mode)."""
+
+from __future__ import annotations
+
+import torch
+
+import operators
+from flopsbench.spec import Execution, Workload
+from operators.baselines import resolve_model
+from operators.fusion import fuse_bn
+from operators.weights import load_official_weights
+
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def build_case(workload: Workload, execution: Execution, device: str = "cpu",
+               fused: bool = False) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The module in eval mode and its input on ``device``, deterministic for a given seed;
+    ``fused``: with BN folded into the convs if the workload asks for it."""
+    torch.manual_seed(execution.seed)
+    if workload.kind == "model":
+        module = resolve_model(workload.name).create(**workload.param_dict).eval()
+        if workload.weights:
+            load_official_weights(module, workload.weights)
+    else:
+        op = operators.get_operator(workload.name)
+        module = op.build_stack(workload.shape.c, workload.layers, **workload.param_dict).eval()
+    shape, dtype = workload.shape, TORCH_DTYPES[execution.dtype]
+    # Made on the device itself: a batch too large for a GPU fails there as a GPU out-of-memory
+    # error, not in host memory on its way over.
+    x = torch.randn(execution.batch, shape.c, shape.h, shape.w, device=device).to(dtype)
+    module = module.to(device=device, dtype=dtype)
+    if fused and workload.fuse_bn:  # folded in the timed dtype, as the parent's checked fusion is
+        module = fuse_bn(module, inplace=True)
+    if execution.option("channels_last"):
+        module, x = module.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    return module, x

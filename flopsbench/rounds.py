@@ -1,0 +1,191 @@
+"""The rounds loop every measuring command shares (``ops``, ``model``, the board runner).
+
+Sampling is split into ``budget.rounds`` rounds. Each round is one job for one new worker
+process, which times every case still ok, in an order shuffled with a recorded seed, so that the
+per-round medians carry the variation between processes (and between positions in a round), and
+the drift and noise warnings see it. Then, if asked, each case's largest batch and its
+per-module breakdown are found, each in a worker of its own that holds no other case.
+
+A failing case becomes an error row; a worker that dies, or ends early after a fatal fault (a
+dead CUDA context), costs only the case it was on: the rest go on in a fresh worker. Events
+come from other processes (and machines), so their fields are checked, not trusted.
+Torch-free."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
+
+from flopsbench.report import Report, Row, utc_now
+from flopsbench.sampling import finish_row
+from flopsbench.spec import TimingBudget
+
+OnStep = Callable[[Report, str], None]
+BREAKDOWN_WARMUP_S = 0.05
+
+
+@dataclass
+class Case:
+    """A row to time and its entry in a worker's job: the workload, plus what the backend staged
+    for it in the parent (e.g. the ONNX file)."""
+
+    row: Row
+    job: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.row.workload.name} {self.row.workload.shape}"
+
+
+def round_seed(seed: int, index: int) -> int:
+    """The seed that shuffles round ``index`` (recorded in the report's ``workers``)."""
+    return seed * 1000 + index
+
+
+def measure(report: Report, cases: Iterable[Case], transport, on_step: OnStep = lambda report, label: None) -> None:
+    """Take ``cases`` (an iterable, so a caller may count them as they are taken), time them,
+    and mark the report complete; the rows are finished (noise warnings, never-timed rows not
+    'ok') even when interrupted."""
+    try:
+        time_cases(report, list(cases), transport, on_step)
+        report.complete = True
+        report.finished_utc = utc_now()
+    finally:
+        for row in report.rows:
+            finish_row(row, report.execution)
+
+
+def time_cases(report: Report, cases: list[Case], transport, on_step: OnStep = lambda report, label: None) -> None:
+    """Every round, then --find-max-batch and --breakdown where asked."""
+    execution = report.execution
+    rounds = execution.budget.rounds
+    for index in range(rounds):
+        due = [case for case in cases if case.row.status == "ok"]
+        seed = round_seed(execution.seed, index)
+        random.Random(seed).shuffle(due)
+        run_job(report, due, "time", execution.budget.round_share(index), transport,
+                lambda case: on_step(report, f"round {index + 1}/{rounds} {case.label}"),
+                round_index=index, seed=seed)
+    if execution.option("find_max_batch"):
+        for case in [case for case in cases if case.row.status == "ok"]:
+            run_job(report, [case], "max_batch", execution.budget, transport,
+                    lambda case: on_step(report, f"largest batch {case.label}"))
+    if execution.breakdown_depth > 0:
+        budget = TimingBudget(warmup_s=BREAKDOWN_WARMUP_S, min_time_s=execution.breakdown_time_s, min_runs=3, rounds=1)
+        for case in [case for case in cases if case.row.status == "ok" and case.row.breakdown is not None]:
+            run_job(report, [case], "breakdown", budget, transport,
+                    lambda case: on_step(report, f"breakdown {case.label}"))
+
+
+def run_job(report: Report, cases: list[Case], task: str, budget: TimingBudget, transport,
+            on_result: Callable[[Case], None], round_index: int | None = None, seed: int | None = None) -> None:
+    """``task`` for ``cases`` in worker processes: one, and a fresh one for the cases left
+    whenever a worker ends early."""
+    pending = {index: case for index, case in enumerate(cases)}
+    while pending:
+        record = {"task": task, "round": None if round_index is None else round_index + 1, "order_seed": seed,
+                  "cases": [case.label for case in pending.values()], "pid": None, "exit_code": None}
+        report.workers.append(record)
+        job = {"task": task, "execution": report.execution.to_dict(), "budget": asdict(budget),
+               "cases": [{"id": index, **case.job} for index, case in pending.items()]}
+        events = WorkerEvents(report, record, pending, task, on_result)
+        record["exit_code"] = transport.run(job, events.apply)
+        if events.interrupted:
+            raise KeyboardInterrupt
+        events.settle(record["exit_code"])
+
+
+class WorkerEvents:
+    """Applies one worker's events to the rows of its job."""
+
+    def __init__(self, report: Report, record: dict, pending: dict[int, Case], task: str,
+                 on_result: Callable[[Case], None]):
+        self.report, self.record, self.pending, self.task, self.on_result = report, record, pending, task, on_result
+        self.cases = dict(pending)
+        self.current: int | None = None  # the case begun and not yet answered
+        self.answered = 0
+        self.interrupted = False
+
+    def apply(self, event: dict) -> None:
+        kind = event.get("event") if isinstance(event, dict) else None
+        if kind == "start":
+            self.record["pid"] = _int(event.get("pid"))
+            environment = event.get("environment")
+            if isinstance(environment, dict):
+                for key, value in environment.items():
+                    self.report.environment.setdefault(str(key), value)
+        elif kind == "case":
+            self.current = self._case_id(event)
+        elif kind == "interrupted":
+            self.interrupted = True
+        elif kind in ("samples", "max_batch", "breakdown", "error"):
+            case_id = self._case_id(event)
+            if case_id is None:
+                return
+            getattr(self, f"_{kind}")(self.cases[case_id].row, event)
+            if case_id in self.pending and (kind == self.RESULT[self.task] or kind == "error"):
+                case = self.pending.pop(case_id)
+                self.current, self.answered = None, self.answered + 1
+                if kind != "error":
+                    self.on_result(case)
+
+    RESULT = {"time": "samples", "max_batch": "max_batch", "breakdown": "breakdown"}
+
+    def _case_id(self, event: dict) -> int | None:
+        case_id = event.get("id")
+        return case_id if isinstance(case_id, int) and case_id in self.cases else None
+
+    def _samples(self, row: Row, event: dict) -> None:
+        samples = [float(s) for s in _list(event.get("samples_s")) if isinstance(s, (int, float)) and s >= 0]
+        row.samples_s.extend(samples)
+        row.round_sizes.append(len(samples))
+        row.warmup_runs += _int(event.get("warmup_runs")) or 0
+        if row.affinity is None and isinstance(event.get("affinity"), dict):
+            row.affinity = event["affinity"]
+        if isinstance(event.get("runtime"), dict):
+            row.runtime = {**(row.runtime or {}), **event["runtime"]}
+        pid = self.record["pid"]
+        if samples and pid is not None and pid not in row.worker_pids:
+            row.worker_pids.append(pid)
+
+    def _max_batch(self, row: Row, event: dict) -> None:
+        row.max_batch = _int(event.get("max_batch"))
+        row.warnings.extend(str(w) for w in _list(event.get("warnings")))
+
+    def _breakdown(self, row: Row, event: dict) -> None:
+        timed = {str(part.get("part")): part for part in _list(event.get("parts")) if isinstance(part, dict)}
+        for part in row.breakdown or []:
+            samples = [float(s) for s in _list(timed.get(part["part"], {}).get("samples_s"))
+                       if isinstance(s, (int, float))]
+            part["samples_s"] = samples
+            part["median_s"] = statistics.median(samples) if samples else None
+
+    def _error(self, row: Row, event: dict) -> None:
+        message = str(event.get("error") or "the worker reported an error without a message")
+        if self.task == "time":
+            row.status, row.error = "error", message
+        else:  # a step after timing that fails never costs the row its timing
+            row.warnings.append(f"{TASK_OPTION[self.task]} failed: {message}")
+
+    def settle(self, exit_code: int | None) -> None:
+        """After the worker ended: the case it died on is an error; if it answered nothing at
+        all, no fresh worker would do better, so every case left is."""
+        stuck = [self.current] if self.current in self.pending else []
+        if not stuck and self.answered == 0:
+            stuck = list(self.pending)
+        for case_id in stuck:
+            self._error(self.pending.pop(case_id).row,
+                        {"error": f"the worker process ended (exit code {exit_code}) before answering"})
+
+
+TASK_OPTION = {"max_batch": "--find-max-batch", "breakdown": "--breakdown"}
+
+
+def _int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []

@@ -1,0 +1,144 @@
+"""The timing worker: a fresh process that only times.
+
+It gets a job (the cases' specs, the execution settings, the budget and the task), builds each
+case from its spec and seed through its backend (or opens the case's ONNX file), pins itself,
+warms up, times, and streams events back: ``start`` (pid, the device's environment), then per
+case ``case`` (begun) and its result (``samples``, ``max_batch`` or ``breakdown``) or ``error``,
+and ``done`` (or ``interrupted``). Events are plain JSON-able dicts, so the same worker serves a
+local pipe (``flopsbench.transport``) and a command line::
+
+    python -m flopsbench.worker < job.json      # one JSON event per line on stdout
+
+It never counts, traces or exports: fvcore, the memory counter, fusion checks and ONNX export
+perturb the speed of whatever runs after them in the same process (one forward pass under a
+TorchDispatchMode made a conv stack 11-16 % faster), so they happen in the parent. Importable
+without torch, fvcore, typer, rich or pandas: an ONNX job needs only onnxruntime and numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import Callable
+
+from flopsbench.backends import Backend, Prepared, backend_for
+from flopsbench.report import Row, error_line
+from flopsbench.sampling import sample_round
+from flopsbench.spec import Execution, TimingBudget, Workload
+
+PROG = "python -m flopsbench.worker"
+Send = Callable[[dict], None]
+
+
+def serve(job: dict, send: Send) -> None:
+    """Run ``job``, sending its events. A fatal fault (a dead CUDA context) ends the job early:
+    the parent starts a fresh worker for the cases left."""
+    execution = Execution.from_dict(job["execution"])
+    budget = TimingBudget(**job["budget"])
+    backend = backend_for(execution)
+    send({"event": "start", "pid": os.getpid(), "environment": backend.environment()})
+    task = TASKS[job["task"]]
+    for case in job["cases"]:
+        send({"event": "case", "id": case["id"]})
+        try:
+            prepared = backend.prepare(case, execution)
+            task(case, prepared, backend, execution, budget, send)
+        except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
+            fatal = backend.is_fatal(exc)
+            send({"event": "error", "id": case["id"], "error": backend.explain(exc, execution),
+                  "fatal": fatal})
+            if fatal:
+                return  # nothing more can run in this process
+            prepared = None  # noqa: F841 -- drop the case's memory before the next one
+            backend.release()
+    send({"event": "done"})
+
+
+def time_case(case: dict, prepared: Prepared, backend: Backend, execution: Execution, budget: TimingBudget,
+              send: Send) -> None:
+    """One round of samples; sent even when interrupted or failing midway (the samples taken)."""
+    row = Row(Workload.from_dict(case["workload"]))
+    try:
+        with prepared.settings():
+            sample_round(row, prepared.call, execution, budget, torch_threads=prepared.torch_threads,
+                         time_once=prepared.time_once)
+    finally:
+        send({"event": "samples", "id": case["id"], "samples_s": row.samples_s, "warmup_runs": row.warmup_runs,
+              "affinity": row.affinity, "runtime": prepared.runtime})
+
+
+def find_max_batch(case: dict, prepared: Prepared, backend: Backend, execution: Execution, budget: TimingBudget,
+                   send: Send) -> None:
+    batch, warnings = backend.largest_batch(prepared, execution)
+    send({"event": "max_batch", "id": case["id"], "max_batch": batch, "warnings": warnings})
+
+
+def time_parts(case: dict, prepared: Prepared, backend: Backend, execution: Execution, budget: TimingBudget,
+               send: Send) -> None:
+    from flopsbench.breakdown import time_parts as time_each_part
+
+    with prepared.settings():  # parts are timed as the whole model was
+        parts = time_each_part(prepared.module, prepared.x, execution.breakdown_depth, execution, budget,
+                               lambda call: backend.timer(call, execution))
+    send({"event": "breakdown", "id": case["id"], "parts": parts})
+
+
+TASKS = {"time": time_case, "max_batch": find_max_batch, "breakdown": time_parts}
+
+
+def run(job: dict, send: Send) -> int:
+    """``serve``, ending with ``interrupted`` on Ctrl-C or SIGTERM (after the samples taken)."""
+    try:
+        serve(job, send)
+        return 0
+    except KeyboardInterrupt:
+        send({"event": "interrupted"})
+        return 130
+
+
+def _interrupt_once(signum, frame) -> None:
+    """The first SIGINT or SIGTERM interrupts the timing; later ones must not cut the report short."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _own_process() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt_once)
+
+
+def serve_pipe(job: dict, connection) -> None:
+    """Entry point of a forked worker (``transport.Forkserver``): events go down ``connection``."""
+    _own_process()
+    try:
+        run(job, connection.send)
+    finally:
+        connection.close()
+
+
+def main() -> int:
+    """The command line: a JSON job on stdin, one JSON event per line on stdout."""
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the events
+    _own_process()
+
+    def send(event: dict) -> None:
+        protocol.write(json.dumps(event) + "\n")
+        protocol.flush()
+
+    try:
+        job = json.load(sys.stdin)
+        Execution.from_dict(job["execution"]), TimingBudget(**job["budget"]), TASKS[job["task"]]
+        [Workload.from_dict(case["workload"]) for case in job["cases"]]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        print(f"{PROG}: error: stdin: not a worker job ({error_line(exc)}); "
+              "jobs are written by flopsbench's transports", file=sys.stderr)
+        return 2
+    return run(job, send)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
