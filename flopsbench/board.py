@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 from flopsbench import validation
-from flopsbench.backends.ort import OnnxRuntime
+from flopsbench.backends import backend_for
 from flopsbench.constants import METADATA_KEY, device_name
 from flopsbench.environment import capture_environment
 from flopsbench.ort_runtime import OPT_LEVELS, make_session
@@ -41,7 +41,6 @@ from flopsbench.report import Report, Row, write_atomically
 from flopsbench import rounds
 from flopsbench.rounds import Case
 from flopsbench.spec import Execution, Shape, TimingBudget, Workload
-from flopsbench.transport import Forkserver
 
 PROG = "python -m flopsbench.board"
 
@@ -186,7 +185,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> Report:
     # This process only loaded the file; the rounds are timed in fresh workers, as ops/model's are.
     case = Case(row, {"workload": row.workload.to_dict(), "onnx": str(path.resolve())})
     try:
-        rounds.measure(report, [case], Forkserver(OnnxRuntime.preload))
+        rounds.measure(report, [case], backend_for(execution).transport())
     except KeyboardInterrupt:
         pass  # the report stays incomplete
     return report

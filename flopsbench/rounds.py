@@ -13,6 +13,7 @@ Torch-free."""
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -125,7 +126,8 @@ class WorkerEvents:
             if case_id is None:
                 return
             getattr(self, f"_{kind}")(self.cases[case_id].row, event)
-            if case_id in self.pending and (kind == self.RESULT[self.task] or kind == "error"):
+            answered = kind == "error" or (kind == self.RESULT[self.task] and event.get("complete", True) is True)
+            if case_id in self.pending and answered:
                 case = self.pending.pop(case_id)
                 self.current, self.answered = None, self.answered + 1
                 if kind != "error":
@@ -138,7 +140,7 @@ class WorkerEvents:
         return case_id if isinstance(case_id, int) and case_id in self.cases else None
 
     def _samples(self, row: Row, event: dict) -> None:
-        samples = [float(s) for s in _list(event.get("samples_s")) if isinstance(s, (int, float)) and s >= 0]
+        samples = _seconds(event.get("samples_s"))
         row.samples_s.extend(samples)
         row.round_sizes.append(len(samples))
         row.warmup_runs += _int(event.get("warmup_runs")) or 0
@@ -157,8 +159,7 @@ class WorkerEvents:
     def _breakdown(self, row: Row, event: dict) -> None:
         timed = {str(part.get("part")): part for part in _list(event.get("parts")) if isinstance(part, dict)}
         for part in row.breakdown or []:
-            samples = [float(s) for s in _list(timed.get(part["part"], {}).get("samples_s"))
-                       if isinstance(s, (int, float))]
+            samples = _seconds(timed.get(part["part"], {}).get("samples_s"))
             part["samples_s"] = samples
             part["median_s"] = statistics.median(samples) if samples else None
 
@@ -185,6 +186,12 @@ TASK_OPTION = {"max_batch": "--find-max-batch", "breakdown": "--breakdown"}
 
 def _int(value) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _seconds(values) -> list[float]:
+    """The durations in ``values``: finite non-negative numbers (not booleans), others dropped."""
+    return [float(v) for v in _list(values) if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(v) and v >= 0]
 
 
 def _list(value) -> list:

@@ -23,7 +23,6 @@ from flopsbench.memory import count_memory_access
 from flopsbench.report import Report, Row, error_line
 from flopsbench.rounds import Case, measure
 from flopsbench.spec import Execution, Workload
-from flopsbench.transport import Forkserver
 from operators.fusion import fuse_bn
 
 # Fused and unfused outputs must agree this closely (relative, and absolute × the outputs' magnitude).
@@ -83,7 +82,7 @@ def run_all(report: Report, workloads: Iterable[Workload],
     partial results; ``report.complete`` stays False if interrupted."""
     execution = report.execution
     backend = backend_for(execution)
-    transport = transport or Forkserver(backend.preload)
+    transport = transport or backend.transport()
     transport.start()  # the worker server imports its modules while this process counts
 
     def counted() -> Iterator[Case]:

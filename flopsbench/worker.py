@@ -58,15 +58,18 @@ def serve(job: dict, send: Send) -> None:
 
 def time_case(case: dict, prepared: Prepared, backend: Backend, execution: Execution, budget: TimingBudget,
               send: Send) -> None:
-    """One round of samples; sent even when interrupted or failing midway (the samples taken)."""
+    """One round of samples; sent even when interrupted or failing midway (the samples taken,
+    with ``complete`` false)."""
     row = Row(Workload.from_dict(case["workload"]))
+    complete = False
     try:
         with prepared.settings():
             sample_round(row, prepared.call, execution, budget, torch_threads=prepared.torch_threads,
                          time_once=prepared.time_once)
+        complete = True
     finally:
         send({"event": "samples", "id": case["id"], "samples_s": row.samples_s, "warmup_runs": row.warmup_runs,
-              "affinity": row.affinity, "runtime": prepared.runtime})
+              "affinity": row.affinity, "runtime": prepared.runtime, "complete": complete})
 
 
 def find_max_batch(case: dict, prepared: Prepared, backend: Backend, execution: Execution, budget: TimingBudget,

@@ -21,8 +21,11 @@ import operators
 from flopsbench.cli import export as export_cli
 from flopsbench.onnx_export import EMBEDDED_COUNTS, export, export_metadata, read_metadata
 from flopsbench.report import Report, Row
-from flopsbench.runner import build_case, count_case
+from flopsbench.backends import BACKENDS
+from flopsbench.build import build_case
+from flopsbench.runner import count_case
 from flopsbench.spec import Execution, Shape, Workload
+from tests.fakes import interrupting_ort
 from tests.test_cli import _assert_one_line_error, invoke, stderr_lines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,19 +148,14 @@ def test_onnx_without_metadata_is_timed_with_a_warning(bare_onnx, tmp_path, caps
 
 
 def test_interrupt_keeps_the_samples_taken(pw_onnx, tmp_path, capsys, monkeypatch):
-    real, calls = board.sample_round, []
-
-    def sample_round(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(board, "sample_round", sample_round)
+    """Ctrl-C at round 2's second sample (--runs 4 over 2 rounds; each round warms up with 3
+    calls): round 1's two samples and round 2's first are kept."""
+    backend, hook = interrupting_ort(at=3 + 2 + 3 + 2)
+    monkeypatch.setitem(BACKENDS, (board.device_name(), "onnxruntime"), backend)
     out = tmp_path / "partial.json"
     code, _, stderr = _board([pw_onnx, *FAST, "-o", out], capsys)
     report = Report.from_dict(json.loads(out.read_text()))
-    assert code == 130 and not report.complete and report.rows[0].round_sizes == [2]
+    assert code == 130 and not report.complete and report.rows[0].round_sizes == [2, 1]
     assert "incomplete" in stderr
 
 

@@ -93,9 +93,9 @@ def test_thread_and_optimisation_options_reach_the_session(tmp_path):
 
 
 def test_mismatch_against_torch_fails_the_row_loudly(monkeypatch):
-    import flopsbench.runner as runner
+    import flopsbench.backends.ort as ort_backend
 
-    real = runner.make_session
+    real = ort_backend.make_session
 
     class Wrong:
         def __init__(self, session):
@@ -107,7 +107,7 @@ def test_mismatch_against_torch_fails_the_row_loudly(monkeypatch):
         def run(self, outputs, feeds):
             return [o + 1.0 for o in self.session.run(outputs, feeds)]
 
-    monkeypatch.setattr(runner, "make_session", lambda *a, **k: (Wrong(real(*a, **k)[0]), real(*a, **k)[1]))
+    monkeypatch.setattr(ort_backend, "make_session", lambda *a, **k: (Wrong(real(*a, **k)[0]), real(*a, **k)[1]))
     (row,) = _run([Workload("pwconv", Shape(8, 4, 4), 1)])
     assert row.status == "error" and "differs from PyTorch" in row.error
 

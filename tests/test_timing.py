@@ -138,26 +138,29 @@ def test_round_share_distributes_exact_runs():
     assert [TimingBudget(exact_runs=2, rounds=3).round_share(i).exact_runs for i in range(3)] == [1, 1, 0]
 
 
-def test_rounds_interleave_cases(tiny_execution, monkeypatch):
-    """Every case gets a share of every round, in case order within a round."""
+def test_rounds_interleave_cases_each_round_in_a_fresh_worker(tiny_execution):
+    """Every case gets a share of every round; each round is one new worker process that times
+    every case, in an order shuffled with the recorded seed."""
+    import os
+    import random
     from dataclasses import replace
 
     import flopsbench.runner as runner
     from flopsbench.report import Report
+    from flopsbench.rounds import round_seed
     from flopsbench.spec import Shape, Workload
-
-    order = []
-    real = runner.time_round
-
-    def spy(row, *args, **kwargs):
-        order.append(str(row.workload.shape))
-        return real(row, *args, **kwargs)
 
     execution = replace(tiny_execution, budget=replace(tiny_execution.budget, exact_runs=6, rounds=3))
     report = Report("ops", execution, {})
-    workloads = [Workload("pwconv", Shape(8, 4, 4), 1), Workload("pwconv", Shape(4, 4, 4), 1)]
-    monkeypatch.setattr(runner, "time_round", spy)
-    runner.run_all(report, workloads)
-    assert order == ["8x4x4", "4x4x4"] * 3
-    assert [row.round_sizes for row in report.rows] == [[2, 2, 2], [2, 2, 2]]
-    assert all(len(row.samples_s) == 6 for row in report.rows)
+    workloads = [Workload("pwconv", Shape(8, 4, 4), 1), Workload("pwconv", Shape(4, 4, 4), 1),
+                 Workload("pwconv", Shape(2, 4, 4), 1)]
+    runner.run_all(report, workloads)  # the real transport: processes forked from a fresh server
+    assert [row.round_sizes for row in report.rows] == [[2, 2, 2]] * 3
+    pids = [worker["pid"] for worker in report.workers]
+    assert len(report.workers) == 3 and len(set(pids)) == 3 and os.getpid() not in pids
+    assert all(row.worker_pids == pids for row in report.rows)
+    for index, worker in enumerate(report.workers):
+        order = [f"pwconv {w.shape}" for w in workloads]
+        random.Random(round_seed(execution.seed, index)).shuffle(order)
+        assert (worker["round"], worker["order_seed"], worker["cases"]) == (index + 1, round_seed(0, index), order)
+        assert worker["task"] == "time" and worker["exit_code"] == 0

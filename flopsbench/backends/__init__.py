@@ -5,7 +5,8 @@ besides the spec (an ONNX file, say) from the counted module. In a worker, a fre
 only times, ``prepare`` builds the case from its spec into a ``Prepared`` call with its timer and
 settings, ``explain`` words a fault and ``is_fatal`` says whether the process can go on. Backends are found by
 (device, runtime) and imported only when asked for, so a worker timing ONNX files never imports
-torch. Tests and plugins add their own with ``register_backend``."""
+torch. Tests and plugins add their own with ``register_backend`` (a mock backend's ``transport``
+may run its worker in-process)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from flopsbench.report import error_line
 from flopsbench.spec import Execution
 
 # (device, runtime) -> "module:class", imported on first use
-_BACKENDS: dict[tuple[str, str], str | Callable[[], "Backend"]] = {
+BACKENDS: dict[tuple[str, str], str | Callable[[], "Backend"]] = {
     ("cpu", "torch"): "flopsbench.backends.torch_cpu:TorchCPU",
     ("arm", "torch"): "flopsbench.backends.torch_cpu:TorchCPU",
     ("cuda", "torch"): "flopsbench.backends.torch_cuda:TorchCUDA",
@@ -44,6 +45,13 @@ class Backend:
     """The protocol, with defaults for the parts most backends do not need."""
 
     preload: tuple[str, ...] = ()  # modules a worker process imports before it is forked off
+
+    def transport(self):
+        """How this backend's workers are reached: by default, processes forked from a server
+        that has imported ``preload`` (see flopsbench.transport)."""
+        from flopsbench.transport import Forkserver
+
+        return Forkserver(self.preload)
 
     def stage(self, row, module, x, execution: Execution) -> dict:
         """Parent side, after counting: extra fields of the case's job (may fill ``row.runtime``)."""
@@ -79,12 +87,12 @@ class Backend:
 
 def register_backend(device: str, runtime: str, factory: str | Callable[[], Backend]) -> None:
     """Serve (device, runtime) with ``factory``: a "module:class" path or a callable."""
-    _BACKENDS[(device, runtime)] = factory
+    BACKENDS[(device, runtime)] = factory
 
 
 def backend_for(execution: Execution) -> Backend:
     try:
-        factory = _BACKENDS[(execution.device, execution.runtime)]
+        factory = BACKENDS[(execution.device, execution.runtime)]
     except KeyError:
         raise ValueError(f"no backend runs runtime {execution.runtime!r} on device {execution.device!r}") from None
     if isinstance(factory, str):

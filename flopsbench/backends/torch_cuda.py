@@ -20,9 +20,10 @@ CUDA_DEFAULTS = {"cudnn_benchmark": True, "cuda_graph": False, "l2_flush": False
 
 class TorchCUDA(Backend):
     preload = ("torch", "operators", "flopsbench.build", "flopsbench.cuda")
+    device = "cuda"  # where cases are built (a test's fake GPU builds them on the CPU)
 
     def prepare(self, case: dict, execution: Execution) -> Prepared:
-        module, x = build_case(Workload.from_dict(case["workload"]), execution, device="cuda", fused=True)
+        module, x = build_case(Workload.from_dict(case["workload"]), execution, device=self.device, fused=True)
         call: Callable[[], object] = lambda: module(x)
         if execution.option("cuda_graph"):
             try:

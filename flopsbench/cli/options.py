@@ -18,6 +18,7 @@ from typing import Annotated, Callable, Iterable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flopsbench.constants import ARM_MACHINES
@@ -289,7 +290,7 @@ def measure_and_report(report: Report, workloads: list[Workload], fmt: str, outp
     write_view(report, fmt, output, paper)
     for row in report.rows:
         if row.status != "ok":
-            stderr.print(f"[red]error[/red] {row.workload.name} {row.workload.shape}: {row.error}")
+            stderr.print(f"[red]{row.status}[/red] " + escape(f"{row.workload.name} {row.workload.shape}: {row.error}"))
     if not report.complete:
         stderr.print(f"interrupted after {progress.tasks[0].completed:.0f} of {steps} steps; the report "
                      "is marked incomplete and holds the samples taken so far")

@@ -1,0 +1,168 @@
+"""Count here, time there: the worker process, its transports, and the rounds loop's fault policy.
+
+Real workers time tiny pwconv stacks (8x4x4, a few samples); the fault cases use a scripted
+transport (tests/fakes.py), so no process has to be killed to test what a dead one costs."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+
+from flopsbench.report import Report, Row
+from flopsbench.rounds import Case, measure
+from flopsbench.runner import run_all
+from flopsbench.sampling import finish_row, sample_round
+from flopsbench.spec import Execution, Shape, Workload
+from flopsbench.transport import Subprocess
+from tests.fakes import ScriptedTransport
+from tests.test_board import BLOCKED, PRELUDE, ROOT, pw_onnx  # noqa: F401 -- pw_onnx is a fixture
+
+PW = Workload("pwconv", Shape(8, 4, 4), 1)
+
+
+def _cases(n: int) -> list[Case]:
+    return [Case(Row(Workload("pwconv", Shape(8 * (i + 1), 4, 4), 1)), {"workload": {}}) for i in range(n)]
+
+
+# --- the worker itself ------------------------------------------------------------------------------
+
+def _worker(job: str, blocked=BLOCKED) -> subprocess.CompletedProcess:
+    """``python -m flopsbench.worker`` with ``blocked`` libraries refused by the import system."""
+    prelude = PRELUDE.replace("flopsbench.board", "flopsbench.worker").format(blocked=blocked, args=[])
+    return subprocess.run([sys.executable, "-c", prelude], input=job, cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_worker_times_an_onnx_job_without_torch_fvcore_typer_rich_or_pandas(pw_onnx, tiny_execution):
+    execution = replace(tiny_execution, runtime="onnxruntime")
+    job = {"task": "time", "execution": execution.to_dict(), "budget": asdict(execution.budget),
+           "cases": [{"id": 7, "workload": PW.to_dict(), "onnx": str(pw_onnx)}]}
+    result = _worker(json.dumps(job))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.rstrip().endswith("LOADED="), result.stderr  # none of BLOCKED was imported
+    events = [json.loads(line) for line in result.stdout.splitlines()]  # every stdout line is an event
+    assert [e["event"] for e in events] == ["start", "case", "samples", "done"]
+    start, _, samples, _ = events
+    assert start["pid"] != os.getpid() and samples["id"] == 7 and samples["complete"] is True
+    assert len(samples["samples_s"]) == 2 and all(s > 0 for s in samples["samples_s"])
+    assert samples["runtime"]["provider"] == "CPUExecutionProvider"
+
+
+@pytest.mark.parametrize("job", ["not json", "[]", '{"task": "time"}', '{"task": "burn", "execution": {}}'])
+def test_a_bad_job_is_one_line_and_exit_2(job):
+    result = _worker(job)
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = [line for line in result.stderr.splitlines() if not line.startswith("LOADED=")]
+    assert line.startswith("python -m flopsbench.worker: error: stdin: not a worker job")
+
+
+def test_the_subprocess_transport_runs_the_command_line_worker(tiny_execution):
+    report = Report("ops", tiny_execution, {})
+    run_all(report, [PW], transport=Subprocess())
+    (row,) = report.rows
+    assert row.status == "ok" and len(row.samples_s) == 2 and row.flops == 16 * 8 * 8
+    assert len(report.workers) == 4 and os.getpid() not in row.worker_pids and len(set(row.worker_pids)) == 2
+    # --runs 2 over 4 rounds: rounds 3 and 4 have no share, so their workers take no sample
+
+
+# --- the timing loop in a worker ----------------------------------------------------------------------
+
+def test_the_garbage_collector_is_off_while_samples_are_taken(tiny_execution):
+    seen = []
+    row = Row(PW)
+    sample_round(row, lambda: seen.append(gc.isenabled()), tiny_execution, tiny_execution.budget)
+    assert seen == [False, False] and gc.isenabled()
+
+
+def test_an_interrupted_round_keeps_the_samples_it_took(tiny_execution):
+    calls = []
+
+    def call():
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    row = Row(PW)
+    budget = replace(tiny_execution.budget, exact_runs=6)
+    with pytest.raises(KeyboardInterrupt):
+        sample_round(row, call, tiny_execution, budget)
+    assert len(row.samples_s) == 2 and row.round_sizes == [2]
+
+
+def test_a_row_without_samples_is_never_ok(tiny_execution):
+    row = Row(PW)
+    finish_row(row, tiny_execution)
+    assert row.status == "skipped" and row.error.startswith("not timed")
+
+
+# --- the rounds loop's fault policy ---------------------------------------------------------------
+
+def _samples(case_id, n=1):
+    return {"event": "samples", "id": case_id, "samples_s": [0.001] * n, "complete": True}
+
+
+def _measure(cases, script, rounds=1) -> tuple[Report, ScriptedTransport]:
+    execution = Execution(budget=replace(Execution().budget, exact_runs=rounds, rounds=rounds))
+    report = Report("ops", execution, {})
+    report.rows = [case.row for case in cases]
+    transport = ScriptedTransport(script)
+    measure(report, cases, transport)
+    return report, transport
+
+
+def test_a_worker_that_dies_costs_only_the_case_it_was_on():
+    def script(job, number):
+        ids = [case["id"] for case in job["cases"]]
+        if number == 1:  # times the first case, then dies (a segfault) inside the second
+            return [{"event": "start", "pid": 100}, {"event": "case", "id": ids[0]}, _samples(ids[0]),
+                    {"event": "case", "id": ids[1]}], -11
+        return [{"event": "start", "pid": 101}, *[e for i in ids for e in ({"event": "case", "id": i}, _samples(i))],
+                {"event": "done"}], 0
+
+    report, transport = _measure(_cases(3), script)
+    assert transport.jobs[1]["cases"] == transport.jobs[0]["cases"][2:]  # the rest went on in a fresh worker
+    by_status = sorted((row.status, row.worker_pids, row.error or "") for row in report.rows)
+    assert by_status[0][:2] == ("error", []) and "exit code -11" in by_status[0][2]
+    assert [pids for status, pids, _ in by_status[1:]] == [[100], [101]]
+    assert [w["exit_code"] for w in report.workers] == [-11, 0] and report.exit_status() == 1
+
+
+def test_after_a_fatal_fault_the_rest_go_on_in_a_fresh_worker():
+    def script(job, number):
+        ids = [case["id"] for case in job["cases"]]
+        if number == 1:
+            return [{"event": "start", "pid": 1}, {"event": "case", "id": ids[0]},
+                    {"event": "error", "id": ids[0], "error": "CUDA error: an illegal memory access", "fatal": True}], 0
+        return [{"event": "start", "pid": 2}, *[_samples(i) for i in ids], {"event": "done"}], 0
+
+    report, transport = _measure(_cases(3), script)
+    assert len(transport.jobs) == 2 and len(transport.jobs[1]["cases"]) == 2
+    assert sorted(row.status for row in report.rows) == ["error", "ok", "ok"]
+
+
+def test_a_worker_that_answers_nothing_fails_its_cases_instead_of_looping():
+    report, transport = _measure(_cases(2), lambda job, number: ([], 1))
+    assert len(transport.jobs) == 1
+    assert all(row.status == "error" and "exit code 1" in row.error for row in report.rows)
+
+
+def test_events_from_a_worker_are_checked_not_trusted():
+    hostile = [
+        "not a dict", {"event": 3}, {"event": "start", "pid": "1; rm -rf /", "environment": ["x"]},
+        {"event": "samples", "id": "0", "samples_s": [1.0]},  # an id of the wrong type
+        {"event": "samples", "id": 99, "samples_s": [1.0]},  # a case the job does not have
+        {"event": "samples", "id": 0, "samples_s": ["1", None, -1.0, True, 0.5], "warmup_runs": "3",
+         "affinity": "all", "runtime": [1], "complete": True},
+        {"event": "done"},
+    ]
+    report, _ = _measure(_cases(1), lambda job, number: (hostile, 0))
+    (row,) = report.rows
+    assert row.samples_s == [0.5] and row.warmup_runs == 0 and row.affinity is None and row.runtime is None
+    assert report.workers[0]["pid"] is None and row.worker_pids == [] and report.environment == {}
