@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-from flopsbench.cpu import set_interop_threads_once
 from flopsbench.report import Report
 from flopsbench.runner import run_all
 from flopsbench.spec import Execution, Shape, TimingBudget, Workload
@@ -22,7 +21,6 @@ def main() -> None:
     parser.add_argument("--min-time", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
-    set_interop_threads_once(1)
     ours = f"fasternet_{args.variant}"
     cases = {
         "timm eval (unfused)": Workload(f"timm:fasternet_{args.variant}", INPUT, 1, (), "model"),

@@ -16,7 +16,8 @@ import torch.utils.benchmark as tb
 import operators
 from flopsbench.cpu import pinned, set_interop_threads_once
 from flopsbench.report import Row
-from flopsbench.runner import build_case, time_round
+from flopsbench.build import build_case
+from flopsbench.sampling import sample_round
 from flopsbench.spec import Execution, Shape, TimingBudget, Workload
 
 
@@ -36,7 +37,8 @@ def main() -> None:
     ours, theirs = [], []
     for _ in range(args.rounds):
         row = Row(workload)
-        time_round(row, lambda: module(x), execution, execution.budget.round_share(0))
+        with torch.inference_mode():  # the loop a worker runs
+            sample_round(row, lambda: module(x), execution, execution.budget.round_share(0), torch_threads=True)
         ours.append(row.stats.median_s)
         with pinned(execution.threads, execution.cores), torch.inference_mode():
             timer = tb.Timer("module(x)", globals={"module": module, "x": x}, num_threads=execution.threads)

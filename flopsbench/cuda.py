@@ -13,7 +13,8 @@ from typing import Callable, Iterator
 
 import torch
 
-# Errors after which the CUDA context is unusable: later CUDA rows are skipped, not retried.
+# Errors after which the CUDA context is unusable: the worker process stops, and the cases left
+# go on in a fresh one (with a context of its own).
 FATAL_CUDA_ERRORS = ("illegal memory access", "unspecified launch failure", "device-side assert",
                      "misaligned address", "an illegal instruction")
 

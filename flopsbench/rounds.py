@@ -90,7 +90,7 @@ def run_job(report: Report, cases: list[Case], task: str, budget: TimingBudget, 
                   "cases": [case.label for case in pending.values()], "pid": None, "exit_code": None}
         report.workers.append(record)
         job = {"task": task, "execution": report.execution.to_dict(), "budget": asdict(budget),
-               "cases": [{"id": index, **case.job} for index, case in pending.items()]}
+               "cases": [{"id": index, **case.job, "earlier": case.row.runtime or {}} for index, case in pending.items()]}
         events = WorkerEvents(report, record, pending, task, on_result)
         record["exit_code"] = transport.run(job, events.apply)
         if events.interrupted:

@@ -1,6 +1,7 @@
 """The timing worker: a fresh process that only times.
 
-It gets a job (the cases' specs, the execution settings, the budget and the task), builds each
+It gets a job (the cases' specs, the execution settings, the budget, the task, and for each case
+what earlier rounds recorded of how it ran, ``earlier``), builds each
 case from its spec and seed through its backend (or opens the case's ONNX file), pins itself,
 warms up, times, and streams events back: ``start`` (pid, the device's environment), then per
 case ``case`` (begun) and its result (``samples``, ``max_batch`` or ``breakdown``) or ``error``,

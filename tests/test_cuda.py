@@ -18,9 +18,14 @@ import torch
 
 import flopsbench.cuda as cuda
 import flopsbench.runner as runner
+from flopsbench import backends
+from flopsbench.backends import Prepared
+from flopsbench.backends.torch_cuda import TorchCUDA
 from flopsbench.cli.options import run_settings
-from flopsbench.report import Report
+from flopsbench.report import Report, Row
+from flopsbench.sampling import sample_round
 from flopsbench.spec import Execution, Shape, TimingBudget, Workload
+from flopsbench.transport import InProcess
 from tests.test_cli import _assert_one_line_error, invoke
 
 NO_GPU = not torch.cuda.is_available()
@@ -29,6 +34,7 @@ SETTINGS = dict(runtime=None, ort_opt_level="all", ort_spinning=True, mode=None,
                 l2_flush=False, channels_last=False, cudnn_benchmark=True, find_max_batch=False, threads=1,
                 cores=None, dtype="fp32", warmup=0.2, min_time=2.0, min_runs=10, max_runs=10_000, runs=None,
                 rounds=4, fmt="json", output=None, save=False, results_dir=Path("results"), paper=False, seed=0)
+ILLEGAL_ACCESS = "CUDA error: an illegal memory access was encountered"  # fatal: the CUDA context is lost
 
 
 # --- without a GPU -----------------------------------------------------------------------------------
@@ -96,7 +102,6 @@ def test_event_timer_times_only_the_call():
     assert log == ["flush", "record", "fn", "record", "synchronize"]
 
 
-
 def test_event_timer_averages_back_to_back_calls():
     log, clock = [], [0.0]
 
@@ -107,6 +112,16 @@ def test_event_timer_averages_back_to_back_calls():
     time_once = cuda.event_timer(fn, calls=3, event_factory=lambda: FakeEvent(log, clock))
     assert time_once() == pytest.approx(0.001) and time_once.calls == 3
     assert log == ["record", "fn", "fn", "fn", "record", "synchronize"]  # one pair of events, no sync between
+
+
+def test_warm_up_goes_through_the_synchronous_timer(tiny_execution):
+    """On a GPU the warm-up must wait for each call, or it would queue far more work than it has
+    time for: sample_round warms up through the timer when there is one."""
+    calls = []
+    budget = replace(tiny_execution.budget, warmup_runs=3, exact_runs=2, max_runs=10)
+    sample_round(Row(Workload("pwconv", Shape(8, 4, 4), 1)), lambda: calls.append("call"), tiny_execution,
+                 budget, time_once=lambda: calls.append("timed") or 0.001)
+    assert calls == ["timed"] * 5  # 3 warm-up + 2 samples, all through the timer
 
 
 def test_calls_per_sample_fill_a_millisecond_after_the_first_calls():
@@ -122,6 +137,7 @@ def test_calls_per_sample_fill_a_millisecond_after_the_first_calls():
     assert cuda.calls_per_sample(instant, max_calls=50, event_factory=lambda: FakeEvent([], [0.0])) == 50
     slow = lambda: clock.__setitem__(0, clock[0] + 0.01)  # noqa: E731 -- 10 ms: one call is enough
     assert cuda.calls_per_sample(slow, event_factory=events) == 1
+
 
 @pytest.mark.parametrize("start, expected", [(1, 37), (32, 37), (64, 37), (37, 37)])
 def test_largest_fitting_batch(start, expected):
@@ -142,59 +158,78 @@ def test_largest_fitting_batch_edges():
 
 def test_fault_classification():
     assert cuda.is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
-    assert cuda.is_fatal(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert cuda.is_fatal(RuntimeError(ILLEGAL_ACCESS))
     assert not cuda.is_fatal(RuntimeError("CUDA out of memory"))
 
 
-def _fake_gpu_case(monkeypatch, failure_on=(None, None), empty_cache=lambda: None, modules=None,
-                   runtime_options=()):
-    """run_all on 'cuda' with preparation faked (no GPU here): one pwconv row per module (three
-    without), timing failing for the row of ``failure_on``'s channel count."""
-    def prepare(case, execution):
-        case.call = lambda: None
-        if modules:
-            case.module, case.x = modules[case.row.workload.shape.c // 8 - 1], torch.zeros(32, 8, 4, 4)
+class FakeGPU(TorchCUDA):
+    """TorchCUDA's fault handling (is_fatal, explain, largest_batch) around a trivial call, with
+    its workers in this process, so no GPU is touched: the row with ``fails_at`` channels raises
+    ``failure`` when timed; ``modules`` (by channels: 8, 16, ...) stand in for the built modules
+    of the largest-batch search. ``released`` counts release() calls."""
 
-    def time_round(row, call, execution, budget, clock=None, time_once=None):
-        if row.workload.shape.c == failure_on[0]:
-            raise failure_on[1]
-        row.samples_s.append(0.001)
-        row.round_sizes.append(1)
+    def __init__(self, fails_at=None, failure=None, modules=()):
+        self.fails_at, self.failure, self.modules, self.released = fails_at, failure, modules, 0
 
-    monkeypatch.setattr(runner, "_prepare", prepare)
-    monkeypatch.setattr(runner, "time_round", time_round)
-    monkeypatch.setattr(runner.torch.cuda, "empty_cache", empty_cache)
+    def transport(self):
+        return InProcess()
+
+    def prepare(self, case, execution):
+        channels = Workload.from_dict(case["workload"]).shape.c
+
+        def call():
+            if channels == self.fails_at:
+                raise self.failure
+
+        def time_once():
+            call()
+            return 0.001
+
+        module = self.modules[channels // 8 - 1] if self.modules else None
+        return Prepared(call=call, time_once=time_once, module=module, x=torch.zeros(32, 8, 4, 4))
+
+    def release(self):
+        self.released += 1
+
+
+def _run_on(monkeypatch, gpu, rows=3, runtime_options=()) -> Report:
+    """run_all on 'cuda' served by ``gpu``: pwconv rows of 8, 16, ... channels, counted on the CPU
+    (the largest-batch search synchronises and frees the cache: no-ops here)."""
+    monkeypatch.setitem(backends.BACKENDS, ("cuda", "torch"), lambda: gpu)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
     report = Report("ops", Execution(device="cuda", batch=32, budget=TINY, runtime_options=runtime_options), {})
-    count = len(modules) if modules else 3
-    workloads = [Workload("pwconv", Shape(8 * (i + 1), 4, 4), 1) for i in range(count)]
-    return runner.run_all(report, workloads).rows
+    return runner.run_all(report, [Workload("pwconv", Shape(8 * (i + 1), 4, 4), 1) for i in range(rows)])
 
 
-def test_illegal_memory_access_skips_the_remaining_cuda_rows(monkeypatch):
-    rows = _fake_gpu_case(monkeypatch, (16, RuntimeError("CUDA error: an illegal memory access was encountered")))
-    assert [r.status for r in rows] == ["ok", "error", "skipped"]
-    assert "illegal memory access" in rows[1].error
-    assert rows[2].error.startswith("skipped: the CUDA context was lost") and not rows[2].samples_s
-    # the first row keeps its round-1 sample; its round 2, after the fault, did not run
-    assert len(rows[0].samples_s) == 1
-    assert sum(w.startswith("CUDA context lost after 1 timing round") for w in rows[0].warnings) == 1
+def test_a_fatal_cuda_error_costs_only_its_row(monkeypatch):
+    """A dead CUDA context dies with its worker: the row that hit it is an error, and the rows
+    after it go on in a fresh worker (a context of its own) and keep all their samples."""
+    report = _run_on(monkeypatch, FakeGPU(fails_at=8, failure=RuntimeError(ILLEGAL_ACCESS)))
+    rows = report.rows
+    assert [r.status for r in rows] == ["error", "ok", "ok"]
+    assert rows[0].error == f"RuntimeError: {ILLEGAL_ACCESS}"
+    assert [(len(r.samples_s), r.round_sizes, r.warnings) for r in rows[1:]] == [(2, [1, 1], [])] * 2
+    # round 1 (seed 0) times pwconv 8 first: its worker stops there, a fresh one times the others
+    assert [w["cases"] for w in report.workers if w["round"] == 1] == [
+        ["pwconv 8x4x4", "pwconv 24x4x4", "pwconv 16x4x4"], ["pwconv 24x4x4", "pwconv 16x4x4"]]
 
 
 def test_a_dead_context_is_not_touched_again(monkeypatch):
-    """After an illegal memory access every CUDA call fails, freeing the cache too: the row error
-    must not call it (the run would crash and lose every table)."""
-    def dead_context():
-        raise RuntimeError("CUDA error: an illegal memory access was encountered")
-
-    failure = RuntimeError("CUDA error: an illegal memory access was encountered")
-    rows = _fake_gpu_case(monkeypatch, (16, failure), empty_cache=dead_context)
-    assert [r.status for r in rows] == ["ok", "error", "skipped"]
+    """After an illegal memory access every CUDA call fails, freeing the cache too: the worker
+    must not release() after the fatal error (it would crash instead of reporting the row)."""
+    gpu = FakeGPU(fails_at=8, failure=RuntimeError(ILLEGAL_ACCESS))
+    rows = _run_on(monkeypatch, gpu).rows
+    assert [r.status for r in rows] == ["error", "ok", "ok"]
+    assert gpu.released == 0
 
 
 def test_out_of_memory_is_a_row_error_that_suggests_a_batch(monkeypatch):
-    rows = _fake_gpu_case(monkeypatch, (16, torch.cuda.OutOfMemoryError("CUDA out of memory.")))
+    gpu = FakeGPU(fails_at=16, failure=torch.cuda.OutOfMemoryError("CUDA out of memory."))
+    rows = _run_on(monkeypatch, gpu).rows
     assert [r.status for r in rows] == ["ok", "error", "ok"]  # not fatal: the others go on
     assert "out of GPU memory at batch 32; try --batch 16" in rows[1].error and "--find-max-batch" in rows[1].error
+    assert gpu.released == 1  # the failed case's memory is given back
 
 
 class RefusesLargeBatches(torch.nn.Module):
@@ -208,7 +243,7 @@ class RefusesLargeBatches(torch.nn.Module):
     def forward(self, x):
         self.batches.append(len(x))
         if self.fatal:
-            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+            raise RuntimeError(ILLEGAL_ACCESS)
         if self.refuses is not None and len(x) >= self.refuses:
             raise RuntimeError("Expected canUse32BitIndexMath(input) to be true, but got false.")
         if len(x) > self.fits:
@@ -216,39 +251,42 @@ class RefusesLargeBatches(torch.nn.Module):
         return x
 
 
-def _case_for(module):
-    case = runner.Case(runner.Row(Workload("pwconv", Shape(8, 4, 4), 1)), module=module, x=torch.zeros(32, 8, 4, 4))
-    return case, Execution(device="cuda", batch=32, budget=TINY)
+def _largest_batch(monkeypatch, module, **limit) -> tuple[int, list[str]]:
+    """TorchCUDA's search from batch 32 on ``module``; CUDA's synchronize and empty_cache, which it
+    calls after every try, are no-ops here."""
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    x = torch.zeros(32, 8, 4, 4)
+    prepared = Prepared(call=lambda: module(x), module=module, x=x)
+    return TorchCUDA().largest_batch(prepared, Execution(device="cuda", batch=32, budget=TINY), **limit)
 
 
 def test_largest_batch_stops_at_out_of_memory(monkeypatch):
-    monkeypatch.setattr(runner.torch.cuda, "empty_cache", lambda: None)
-    case, execution = _case_for(RefusesLargeBatches(fits=100))
-    assert runner.largest_batch(case, execution) == 100
-    assert case.module.batches[:3] == [32, 64, 128]  # doubling from the run's batch, then bisecting
-    assert case.row.warnings == []  # memory was the limit: nothing to explain
-    assert runner.largest_batch(case, execution, limit=64) == 64
-    assert case.row.warnings == ["--find-max-batch: every batch up to the search limit 64 fits"]
+    module = RefusesLargeBatches(fits=100)
+    assert _largest_batch(monkeypatch, module) == (100, [])  # memory was the limit: nothing to explain
+    assert module.batches[:3] == [32, 64, 128]  # doubling from the run's batch, then bisecting
+    assert _largest_batch(monkeypatch, module, limit=64) == (
+        64, ["--find-max-batch: every batch up to the search limit 64 fits"])
 
 
 def test_largest_batch_names_a_limit_that_is_not_memory(monkeypatch):
-    monkeypatch.setattr(runner.torch.cuda, "empty_cache", lambda: None)
-    case, execution = _case_for(RefusesLargeBatches(fits=100, refuses=70))
-    assert runner.largest_batch(case, execution) == 69
-    (warning,) = case.row.warnings
+    largest, (warning,) = _largest_batch(monkeypatch, RefusesLargeBatches(fits=100, refuses=70))
+    assert largest == 69
     assert "batch 70 failed for a reason other than memory" in warning and "canUse32BitIndexMath" in warning
 
 
 def test_a_fatal_error_while_finding_the_largest_batch_keeps_the_timing(monkeypatch):
-    """The search runs after timing: a fatal CUDA error there warns, keeps the samples, and
-    later rows' searches are skipped rather than run on a dead context."""
+    """The search runs after timing, each row's in a worker of its own: a fatal CUDA error there
+    warns and keeps the samples, and the next row's search still runs, on a fresh context."""
     modules = [RefusesLargeBatches(fits=100, fatal=True), RefusesLargeBatches(fits=100)]
-    rows = _fake_gpu_case(monkeypatch, modules=modules, runtime_options=(("find_max_batch", True),))
+    report = _run_on(monkeypatch, FakeGPU(modules=modules), rows=2, runtime_options=(("find_max_batch", True),))
+    rows = report.rows
     assert [r.status for r in rows] == ["ok", "ok"] and [len(r.samples_s) for r in rows] == [2, 2]
-    assert rows[0].max_batch is None and any(w.startswith("--find-max-batch failed: RuntimeError: CUDA error: "
-                                                          "an illegal memory access") for w in rows[0].warnings)
-    assert modules[1].batches == []  # not searched on a lost context
-    assert any(w.startswith("CUDA context lost after 2 timing round(s)") for w in rows[1].warnings)
+    assert rows[0].max_batch is None and any(w.startswith(f"--find-max-batch failed: RuntimeError: {ILLEGAL_ACCESS}")
+                                             for w in rows[0].warnings)
+    assert (rows[1].max_batch, rows[1].warnings) == (100, [])
+    assert modules[1].batches[:3] == [32, 64, 128]
+    assert [w["cases"] for w in report.workers if w["task"] == "max_batch"] == [["pwconv 8x4x4"], ["pwconv 16x4x4"]]
 
 
 def test_cudnn_and_cublas_allocation_failures_count_as_out_of_memory():
@@ -261,7 +299,6 @@ def test_gpu_environment_is_empty_without_a_gpu(monkeypatch):
     monkeypatch.setattr(cuda, "available", lambda: False)
     assert cuda.gpu_environment() == {}
     assert isinstance(cuda.gpu_state(), dict)  # no driver here: a reason, not a crash
-
 
 
 class FakeNvml(SimpleNamespace):
@@ -294,6 +331,7 @@ def test_gpu_state_reads_the_cuda_device_not_nvml_index_0(monkeypatch):
     assert cuda.gpu_state(0) == {"nvml": "ZeroDivisionError: division by zero"}
     assert nvml.calls[-1] == "shutdown"
 
+
 class WallClockEvent:
     """torch.cuda.Event's stand-in without a GPU: it records the wall clock."""
 
@@ -310,13 +348,22 @@ class WallClockEvent:
         return (end.at - self.at) * 1e3
 
 
+class CPUasGPU(TorchCUDA):
+    """The GPU backend with its cases built on the CPU and its worker in this process (the fakes
+    of torch.cuda would not reach another process)."""
+
+    device = "cpu"
+
+    def transport(self):
+        return InProcess()
+
+
 @pytest.fixture
 def fake_gpu(monkeypatch):
     """``--device cuda`` end to end on the CPU: torch's CUDA queries answer for a fake GPU, CUDA
     events read the wall clock, and cases are built on the CPU. Everything else (options,
-    counting, the event timer and L2 flush wiring, cudnn settings, report fields, views) is
-    the real GPU path."""
-    real_build = runner.build_case
+    counting, the worker, the event timer and L2 flush wiring, cudnn settings, report fields,
+    views) is the real GPU path."""
     props = SimpleNamespace(name="Fake GPU", major=9, minor=0, total_memory=80 << 30, L2_cache_size=1 << 20)
     monkeypatch.setattr(cuda, "available", lambda: True)
     monkeypatch.setattr(torch.cuda, "Event", WallClockEvent)
@@ -324,7 +371,21 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: props)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
-    monkeypatch.setattr(runner, "build_case", lambda workload, ex: real_build(workload, replace(ex, device="cpu")))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setitem(backends.BACKENDS, ("cuda", "torch"), CPUasGPU)
+
+
+@pytest.fixture
+def gpu_timeline(monkeypatch):
+    """A fake GPU's clock on which every module's forward takes 10 µs, read by its CUDA events:
+    a call's time is known, however loaded the CPU is (on the wall clock, a tiny conv on a busy
+    2-core machine can take tens of ms while torch's threads wait for a core)."""
+    clock = [0.0]
+    monkeypatch.setattr(torch.cuda, "Event", lambda enable_timing=True: FakeEvent([], clock))
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, output: clock.__setitem__(0, clock[0] + 1e-5))
+    yield clock
+    hook.remove()
 
 
 def test_ops_on_a_fake_gpu_reports_throughput_and_the_gpu(fake_gpu):
@@ -349,17 +410,17 @@ def test_ops_on_a_fake_gpu_reports_throughput_and_the_gpu(fake_gpu):
     assert "Throughput [1/s]" in table.stdout and "Paper cuda FLOPS [G/s]" in table.stdout
 
 
-
 @pytest.mark.parametrize("mode, back_to_back", [("throughput", True), ("latency", False)])
-def test_throughput_times_back_to_back_calls_latency_one_call(fake_gpu, mode, back_to_back):
+def test_throughput_times_back_to_back_calls_latency_one_call(fake_gpu, gpu_timeline, mode, back_to_back):
     """A tiny operator takes far less than the 1 ms a throughput sample lasts: several calls
-    per sample there; latency is one call alone."""
+    per sample there; latency is one call alone. Timed on ``gpu_timeline``, not the wall clock."""
     result = invoke(["ops", "--device", "cuda", "--mode", mode, "--op", "pwconv", "--shape", "8x4x4", "--runs", "3",
                      "--warmup", "0", "--format", "json"])
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)["rows"]
     assert (row["runtime"]["calls_per_sample"] > 1) is back_to_back
     assert len(row["samples_s"]) == 3
+
 
 def test_model_on_a_fake_gpu_with_a_breakdown(fake_gpu):
     result = invoke(["model", "fasternet_t0", "--device", "cuda", "--batch", "1", "--runs", "2", "--warmup", "0",
@@ -371,7 +432,6 @@ def test_model_on_a_fake_gpu_with_a_breakdown(fake_gpu):
     assert row["flops_fused"] < row["flops_unfused"]  # BN fusion checked and applied
     parts = [part["part"] for part in row["breakdown"]]
     assert parts[0] == "patch_embed.proj" and "stages.0" in parts and all(p["samples_s"] for p in row["breakdown"])
-
 
 
 def test_a_call_that_cannot_be_graphed_is_a_clear_row_error(fake_gpu, monkeypatch):
@@ -386,6 +446,7 @@ def test_a_call_that_cannot_be_graphed_is_a_clear_row_error(fake_gpu, monkeypatc
     assert rows[0]["error"].startswith("RuntimeError: --cuda-graph could not capture this call (RuntimeError: "
                                        "CUDA error: operation not permitted when stream is capturing); time it "
                                        "without --cuda-graph")
+
 
 def test_paper_ratios_need_the_papers_gpu_protocol(fake_gpu):
     """The paper's GPU column is throughput at batch 32: at batch 1 the ratio to it is left out, and said so."""
@@ -449,16 +510,13 @@ def test_out_of_memory_on_a_real_gpu():
     assert row["status"] == "error" and "out of GPU memory at batch 1024; try --batch 512" in row["error"]
 
 
-def test_warm_up_goes_through_the_synchronous_timer(tiny_execution):
-    """On a GPU the warm-up must wait for each call, or it would queue far more work than it has
-    time for: sample_round warms up through the timer when there is one."""
-    from dataclasses import replace
-
-    from flopsbench.report import Row
-    from flopsbench.sampling import sample_round
-
+def test_later_rounds_average_as_many_calls_as_the_first_found(monkeypatch):
+    """A throughput worker given the count an earlier round calibrated uses it as is (no new
+    calibration), so every round's samples are means of the same number of calls."""
+    monkeypatch.setattr(torch.cuda, "Event", lambda enable_timing=True: SimpleNamespace(
+        record=lambda: None, synchronize=lambda: None, elapsed_time=lambda end: 1.0))
     calls = []
-    budget = replace(tiny_execution.budget, warmup_runs=3, exact_runs=2, max_runs=10)
-    sample_round(Row(Workload("pwconv", Shape(8, 4, 4), 1)), lambda: calls.append("call"), tiny_execution,
-                 budget, time_once=lambda: calls.append("timed") or 0.001)
-    assert calls == ["timed"] * 5  # 3 warm-up + 2 samples, all through the timer
+    execution = Execution(device="cuda", batch=32, budget=TINY, runtime_options=(("mode", "throughput"),))
+    timer = TorchCUDA().gpu_timer(lambda: calls.append(1), execution, calls=7)
+    assert timer.calls == 7 and calls == []  # nothing ran: no calibration
+    assert TorchCUDA().gpu_timer(lambda: calls.append(1), execution).calls >= 1 and calls  # calibrated

@@ -6,6 +6,7 @@ import torch
 
 from flopsbench.backends import Backend, Prepared
 from flopsbench.build import build_case
+from flopsbench.cpu import set_interop_threads_once
 from flopsbench.spec import Execution, Workload
 
 
@@ -13,6 +14,7 @@ class TorchCPU(Backend):
     preload = ("torch", "operators", "flopsbench.build")
 
     def prepare(self, case: dict, execution: Execution) -> Prepared:
+        set_interop_threads_once(1)  # before any inter-op work in this fresh process
         module, x = build_case(Workload.from_dict(case["workload"]), execution, device="cpu", fused=True)
         return Prepared(call=lambda: module(x), settings=torch.inference_mode, torch_threads=True,
                         module=module, x=x)

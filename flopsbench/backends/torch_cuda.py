@@ -11,6 +11,7 @@ import torch
 from flopsbench import cuda
 from flopsbench.backends import Backend, Prepared
 from flopsbench.build import build_case
+from flopsbench.cpu import pinned, set_interop_threads_once
 from flopsbench.report import error_line
 from flopsbench.spec import Execution, Workload
 
@@ -23,6 +24,7 @@ class TorchCUDA(Backend):
     device = "cuda"  # where cases are built (a test's fake GPU builds them on the CPU)
 
     def prepare(self, case: dict, execution: Execution) -> Prepared:
+        set_interop_threads_once(1)  # before any inter-op work in this fresh process
         module, x = build_case(Workload.from_dict(case["workload"]), execution, device=self.device, fused=True)
         call: Callable[[], object] = lambda: module(x)
         if execution.option("cuda_graph"):
@@ -33,7 +35,7 @@ class TorchCUDA(Backend):
                 raise RuntimeError(f"--cuda-graph could not capture this call ({error_line(exc)}); time it "
                                    "without --cuda-graph") from exc
         flush = cuda.l2_flusher(x.device) if execution.option("l2_flush") else None
-        timer = self.gpu_timer(call, execution, before=flush)
+        timer = self.gpu_timer(call, execution, before=flush, calls=case.get("earlier", {}).get("calls_per_sample"))
         runtime = {"timer": "cuda events", "calls_per_sample": timer.calls,
                    "gpu": torch.cuda.get_device_name(x.device),
                    **{key: execution.option(key, default) for key, default in CUDA_DEFAULTS.items()},
@@ -52,13 +54,16 @@ class TorchCUDA(Backend):
         return entered
 
     def gpu_timer(self, call: Callable[[], object], execution: Execution,
-                  before: Callable[[], object] | None = None) -> Callable[[], float]:
+                  before: Callable[[], object] | None = None, calls: int | None = None) -> Callable[[], float]:
         """CUDA-event timer of ``call``. Throughput mode times back-to-back calls (about 1 ms of
         them per sample, the GPU's steady state, as the paper's 200 forwards in a row); latency mode
-        and cold-cache timing (``before`` flushes the L2 before every call) time one call alone."""
-        calls = 1
-        if execution.option("mode") == "throughput" and before is None:
-            with self.settings(execution)():
+        and cold-cache timing (``before`` flushes the L2 before every call) time one call alone.
+        ``calls`` given (what an earlier round found): every round's samples average as many calls."""
+        if execution.option("mode") != "throughput" or before is not None:
+            calls = 1
+        elif not isinstance(calls, int) or calls < 1:
+            # as timed: the host threads pinned and counted as in the rounds, cudnn as asked
+            with pinned(execution.threads, execution.cores), self.settings(execution)():
                 calls = cuda.calls_per_sample(call)
         return cuda.event_timer(call, before=before, calls=calls)
 

@@ -24,7 +24,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from flopsbench.constants import ARM_MACHINES
 from flopsbench.cli import invoked_args
 from flopsbench import cuda, validation
-from flopsbench.cpu import set_interop_threads_once
 from flopsbench.environment import capture_environment
 from flopsbench.exporters import EXPORTERS, render
 from flopsbench.report import Report, write_atomically
@@ -144,7 +143,6 @@ def shared_options(arguments: dict) -> dict:
 
 def run_and_report(settings: RunSettings, workloads: list[Workload]) -> None:
     """Measure the workloads under ``settings`` and write the report."""
-    set_interop_threads_once(1)
     on_gpu = settings.execution.device == "cuda"
     # The GPU's own record (name, clocks before) comes from the first worker that times on it.
     report = Report(command=settings.command, execution=settings.execution, environment=capture_environment(),
