@@ -57,6 +57,12 @@ def _overwritten_args(func) -> set[str]:
 
 
 class MemoryAccessCounter(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        """No torch.compile runs under this counter, so its dispatch needs no dynamo guard; with
+        the guard, its first use imports torch._dynamo (1-2 s here). torch documents this hook."""
+        return False
+
     def __init__(self) -> None:
         super().__init__()
         self.access = MemoryAccess()

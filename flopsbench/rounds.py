@@ -46,14 +46,15 @@ def round_seed(seed: int, index: int) -> int:
 
 
 def measure(report: Report, cases: Iterable[Case], transport, on_step: OnStep = lambda report, label: None) -> None:
-    """Take ``cases`` (an iterable, so a caller may count them as they are taken), time them,
-    and mark the report complete; the rows are finished (noise warnings, never-timed rows not
-    'ok') even when interrupted."""
+    """Take ``cases`` (an iterable, so a caller may count them as they are taken), time them
+    through ``transport`` (closed at the end), and mark the report complete; the rows are
+    finished (noise warnings, never-timed rows not 'ok') even when interrupted."""
     try:
         time_cases(report, list(cases), transport, on_step)
         report.complete = True
         report.finished_utc = utc_now()
     finally:
+        transport.close()
         for row in report.rows:
             finish_row(row, report.execution)
 

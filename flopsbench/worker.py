@@ -5,10 +5,12 @@ what earlier rounds recorded of how it ran, ``earlier``), builds each
 case from its spec and seed through its backend (or opens the case's ONNX file), pins itself,
 warms up, times, and streams events back: ``start`` (pid, the device's environment), then per
 case ``case`` (begun) and its result (``samples``, ``max_batch`` or ``breakdown``) or ``error``,
-and ``done`` (or ``interrupted``). Events are plain JSON-able dicts, so the same worker serves a
-local pipe (``flopsbench.transport``) and a command line::
+and ``done`` (or ``interrupted``). Events are JSON lines on stdout::
 
-    python -m flopsbench.worker < job.json      # one JSON event per line on stdout
+    python -m flopsbench.worker < job.json                       # one job
+    python -m flopsbench.worker --serve --preload torch,operators  # one job per line, each forked
+
+``--serve`` is what ``flopsbench.transport.ForkServer`` runs, here or (through ssh) on a board.
 
 It never counts, traces or exports: fvcore, the memory counter, fusion checks and ONNX export
 perturb the speed of whatever runs after them in the same process (one forward pass under a
@@ -18,10 +20,13 @@ without torch, fvcore, typer, rich or pandas: an ONNX job needs only onnxruntime
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import os
 import signal
 import sys
+import traceback
 from typing import Callable
 
 from flopsbench.backends import Backend, Prepared, backend_for
@@ -114,32 +119,69 @@ def _own_process() -> None:
         signal.signal(sig, _interrupt_once)
 
 
-def serve_pipe(job: dict, connection) -> None:
-    """Entry point of a forked worker (``transport.Forkserver``): events go down ``connection``."""
-    _own_process()
+def parse_job(text: str) -> dict:
+    """A job as read from a pipe, its structure checked before anything is built (ValueError)."""
     try:
-        run(job, connection.send)
-    finally:
-        connection.close()
+        job = json.loads(text)
+        Execution.from_dict(job["execution"]), TimingBudget(**job["budget"]), TASKS[job["task"]]
+        [Workload.from_dict(case["workload"]) for case in job["cases"]]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"not a worker job ({error_line(exc)}); jobs are written by flopsbench's transports") from None
+    return job
 
 
-def main() -> int:
-    """The command line: a JSON job on stdin, one JSON event per line on stdout."""
+def fork_server(preload: list[str], jobs, send: Send) -> int:
+    """Serve one job per line of ``jobs``, each in a child forked from this process, which has
+    only imported ``preload`` and never ran anything: every job starts as fresh as a new
+    interpreter, without paying for the imports again (torch: ~2 s). After each child, an
+    ``exit`` event with its exit code (negative: killed by that signal)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the child that is timing
+    for module in preload:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass  # e.g. torch on a board: the jobs that need it fail and say why
+    for line in jobs:
+        try:
+            job = parse_job(line)
+        except ValueError as exc:
+            send({"event": "exit", "code": 2, "error": str(exc)})
+            continue
+        pid = os.fork()
+        if pid == 0:  # the child: time, then leave without running the server's clean-up
+            _own_process()
+            code = 1
+            try:
+                code = run(job, send)
+            except BaseException:  # noqa: BLE001 -- said on stderr; the parent sees the exit code
+                traceback.print_exc()
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        send({"event": "exit", "code": os.waitstatus_to_exitcode(status)})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: a JSON job on stdin, one JSON event per line on stdout; with ``--serve``,
+    one job per line, each in a fresh forked child."""
+    parser = argparse.ArgumentParser(prog=PROG, description="Time a flopsbench job; events as JSON lines.")
+    parser.add_argument("--serve", action="store_true", help="serve one job per stdin line, each in a forked child")
+    parser.add_argument("--preload", default="", help="comma list of modules to import before forking")
+    args = parser.parse_args(argv)
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the events
-    _own_process()
 
     def send(event: dict) -> None:
         protocol.write(json.dumps(event) + "\n")
         protocol.flush()
 
+    if args.serve:
+        return fork_server([m for m in args.preload.split(",") if m], sys.stdin, send)
+    _own_process()
     try:
-        job = json.load(sys.stdin)
-        Execution.from_dict(job["execution"]), TimingBudget(**job["budget"]), TASKS[job["task"]]
-        [Workload.from_dict(case["workload"]) for case in job["cases"]]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        print(f"{PROG}: error: stdin: not a worker job ({error_line(exc)}); "
-              "jobs are written by flopsbench's transports", file=sys.stderr)
+        job = parse_job(sys.stdin.read())
+    except ValueError as exc:
+        print(f"{PROG}: error: stdin: {exc}", file=sys.stderr)
         return 2
     return run(job, send)
 

@@ -62,6 +62,9 @@ class ScriptedTransport:
     def start(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def run(self, job, on_event):
         self.jobs.append(job)
         events, exit_code = self.script(job, len(self.jobs))

@@ -20,7 +20,7 @@ from flopsbench.rounds import Case, measure
 from flopsbench.runner import run_all
 from flopsbench.sampling import finish_row, sample_round
 from flopsbench.spec import Execution, Shape, Workload
-from flopsbench.transport import Subprocess
+from flopsbench.transport import ForkServer
 from tests.fakes import ScriptedTransport
 from tests.test_board import BLOCKED, PRELUDE, ROOT, pw_onnx  # noqa: F401 -- pw_onnx is a fixture
 
@@ -63,13 +63,29 @@ def test_a_bad_job_is_one_line_and_exit_2(job):
     assert line.startswith("python -m flopsbench.worker: error: stdin: not a worker job")
 
 
-def test_the_subprocess_transport_runs_the_command_line_worker(tiny_execution):
-    report = Report("ops", tiny_execution, {})
-    run_all(report, [PW], transport=Subprocess())
+def test_the_fork_server_forks_a_fresh_worker_for_every_job(tiny_execution):
+    """One server process, a new child per round (4 rounds: 4 workers, none of them this process)."""
+    transport = ForkServer(("torch", "operators"))
+    report = Report("ops", replace(tiny_execution, budget=replace(tiny_execution.budget, exact_runs=4)), {})
+    run_all(report, [PW], transport=transport)
     (row,) = report.rows
-    assert row.status == "ok" and len(row.samples_s) == 2 and row.flops == 16 * 8 * 8
-    assert len(report.workers) == 4 and os.getpid() not in row.worker_pids and len(set(row.worker_pids)) == 2
-    # --runs 2 over 4 rounds: rounds 3 and 4 have no share, so their workers take no sample
+    assert row.status == "ok" and len(row.samples_s) == 4 and row.flops == 16 * 8 * 8
+    pids = [worker["pid"] for worker in report.workers]
+    assert row.worker_pids == pids and len(set(pids)) == 4 and os.getpid() not in pids
+    assert all(worker["exit_code"] == 0 for worker in report.workers)
+    assert transport.server is None  # closed at the end of the run
+
+
+def test_a_bad_job_line_costs_the_fork_server_nothing():
+    transport = ForkServer()
+    transport.start()
+    transport.server.stdin.write("not a job\n")
+    transport.server.stdin.flush()
+    (line,) = [transport.server.stdout.readline()]
+    event = json.loads(line)
+    assert event["event"] == "exit" and event["code"] == 2 and "not a worker job" in event["error"]
+    assert transport.server.poll() is None  # still serving
+    transport.close()
 
 
 # --- the timing loop in a worker ----------------------------------------------------------------------

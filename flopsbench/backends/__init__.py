@@ -44,14 +44,14 @@ class Prepared:
 class Backend:
     """The protocol, with defaults for the parts most backends do not need."""
 
-    preload: tuple[str, ...] = ()  # modules a worker process imports before it is forked off
+    preload: tuple[str, ...] = ()  # modules the worker server imports before it forks a worker
 
     def transport(self):
         """How this backend's workers are reached: by default, processes forked from a server
         that has imported ``preload`` (see flopsbench.transport)."""
-        from flopsbench.transport import Forkserver
+        from flopsbench.transport import ForkServer
 
-        return Forkserver(self.preload)
+        return ForkServer(self.preload)
 
     def stage(self, row, module, x, execution: Execution) -> dict:
         """Parent side, after counting: extra fields of the case's job (may fill ``row.runtime``)."""
