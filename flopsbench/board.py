@@ -69,7 +69,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-runs", type=int, default=10, help="...and at least this many samples... (10)")
     p.add_argument("--max-runs", type=int, default=10_000, help="...but never more than this many (10000)")
     p.add_argument("--runs", type=int, default=None, help="exactly this many samples instead")
-    p.add_argument("--rounds", type=int, default=4, help="split the samples into this many rounds (4)")
+    p.add_argument("--rounds", type=int, default=4, help="split the samples into this many rounds, each in a "
+                                                         "fresh worker process (4)")
+    p.add_argument("--stop-ci", type=float, default=0.01,
+                   help="after 2+ rounds, stop once the 95%% confidence interval of the median is within +- this "
+                        "fraction of it; 0: spend the whole budget (0.01)")
     p.add_argument("--ort-opt-level", default="all", choices=OPT_LEVELS, help="graph optimisation (all)")
     p.add_argument("--ort-spinning", action=argparse.BooleanOptionalAction, default=True,
                    help="let onnxruntime's worker threads spin while waiting (on)")
@@ -82,7 +86,7 @@ def parser() -> argparse.ArgumentParser:
 
 def budget_from(args: argparse.Namespace) -> TimingBudget:
     return TimingBudget(warmup_s=args.warmup, min_time_s=args.min_time, min_runs=args.min_runs,
-                        max_runs=args.max_runs, exact_runs=args.runs, rounds=args.rounds)
+                        max_runs=args.max_runs, exact_runs=args.runs, rounds=args.rounds, stop_ci=args.stop_ci)
 
 
 # --- the ONNX file -------------------------------------------------------------------------------------
@@ -152,7 +156,8 @@ def make_row(path: Path, metadata: dict | None, shape: list[int], missing: str |
 def measure(args: argparse.Namespace, argv: list[str]) -> Report:
     """Validate, load, time and return the report (``complete`` False if interrupted)."""
     try:
-        validation.check_budget(args.min_time, args.min_runs, args.max_runs, args.runs, args.warmup, args.rounds)
+        validation.check_budget(args.min_time, args.min_runs, args.max_runs, args.runs, args.warmup, args.rounds,
+                                args.stop_ci)
         cores = validation.parse_cores(args.cores, args.threads)
         validation.check_writable(args.output)
     except validation.OptionError as exc:

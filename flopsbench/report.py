@@ -48,6 +48,7 @@ class Row:
     memory_impl: dict | None = None  # MemoryAccess.to_dict()
     samples_s: list[float] = field(default_factory=list)
     round_sizes: list[int] = field(default_factory=list)  # samples taken in each timing round
+    stopped_after_round: int | None = None  # its median was precise enough then (TimingBudget.stop_ci)
     warmup_runs: int = 0
     worker_pids: list[int] = field(default_factory=list)  # the worker processes that took its samples
     affinity: dict | None = None

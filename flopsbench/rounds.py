@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 from flopsbench.report import Report, Row, utc_now
 from flopsbench.sampling import finish_row
 from flopsbench.spec import TimingBudget
+from flopsbench.stats import median_ci, round_medians
 
 OnStep = Callable[[Report, str], None]
 BREAKDOWN_WARMUP_S = 0.05
@@ -64,12 +65,15 @@ def time_cases(report: Report, cases: list[Case], transport, on_step: OnStep = l
     execution = report.execution
     rounds = execution.budget.rounds
     for index in range(rounds):
-        due = [case for case in cases if case.row.status == "ok"]
+        due = [case for case in cases if case.row.status == "ok" and case.row.stopped_after_round is None]
         seed = round_seed(execution.seed, index)
         random.Random(seed).shuffle(due)
         run_job(report, due, "time", execution.budget.round_share(index), transport,
                 lambda case: on_step(report, f"round {index + 1}/{rounds} {case.label}"),
                 round_index=index, seed=seed)
+        for case in due:
+            if index + 1 < rounds and precise_enough(case.row, execution.budget):
+                case.row.stopped_after_round = index + 1
     if execution.option("find_max_batch"):
         for case in [case for case in cases if case.row.status == "ok"]:
             run_job(report, [case], "max_batch", execution.budget, transport,
@@ -79,6 +83,23 @@ def time_cases(report: Report, cases: list[Case], transport, on_step: OnStep = l
         for case in [case for case in cases if case.row.status == "ok" and case.row.breakdown is not None]:
             run_job(report, [case], "breakdown", budget, transport,
                     lambda case: on_step(report, f"breakdown {case.label}"))
+
+
+def precise_enough(row: Row, budget: TimingBudget) -> bool:
+    """Whether a row may stop before its budget is spent: at least two rounds (two worker
+    processes) and ``min_runs`` samples, a 95 % confidence interval of the median within
+    ± ``stop_ci`` of it, and every round's median within ± 2·``stop_ci`` of it (so that a
+    difference between processes, or drift, keeps it sampling). Never with ``exact_runs``."""
+    if not budget.stop_ci or budget.exact_runs is not None or len(row.round_sizes) < 2:
+        return False
+    if len(row.samples_s) < budget.min_runs or min(row.round_sizes) < 1:
+        return False
+    ci = median_ci(row.samples_s)
+    if ci is None:
+        return False
+    median = statistics.median(row.samples_s)
+    spread = max(abs(m - median) for m in round_medians(row.samples_s, row.round_sizes))
+    return (ci[1] - ci[0]) / 2 <= budget.stop_ci * median and spread <= 2 * budget.stop_ci * median
 
 
 def run_job(report: Report, cases: list[Case], task: str, budget: TimingBudget, transport,

@@ -75,7 +75,8 @@ class TimingBudget:
     The sampling is split into ``rounds`` that visit every case in turn, so that a slow phase
     of a shared machine is spread over all cases instead of landing on one. Each round takes
     its share of the time and run counts; the first warms up fully, later ones only re-run
-    ``warmup_runs`` calls to bring caches back."""
+    ``warmup_runs`` calls to bring caches back. A row whose median is already known precisely
+    enough after two or more rounds (``stop_ci``, see rounds.precise_enough) takes no more."""
 
     warmup_s: float = 0.2
     warmup_runs: int = 3
@@ -84,6 +85,7 @@ class TimingBudget:
     max_runs: int = 10_000
     exact_runs: int | None = None
     rounds: int = 4
+    stop_ci: float = 0.01  # after 2+ rounds a row stops once its median is known to ± this fraction (0: never)
 
     def round_share(self, index: int) -> "TimingBudget":
         """The budget of round ``index`` (0-based) of ``rounds``."""

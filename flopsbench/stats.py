@@ -3,6 +3,7 @@ flagged, never dropped."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass
 
@@ -10,6 +11,7 @@ import numpy as np
 
 NOISE_THRESHOLD = 0.10  # IQR / median above this earns a warning
 OUTLIER_Z = 3.5  # modified z-score cut-off (Iglewicz and Hoaglin)
+CI_Z = 1.96  # normal quantile of the 95 % confidence interval of the median
 OUTLIER_SHARE = 0.10  # more outliers than this share of >= 10 samples earns a warning
 DRIFT_THRESHOLD = 0.05  # round medians spreading more than this (of the median) earn a warning
 
@@ -27,6 +29,8 @@ class Stats:
     stdev_s: float
     mad_s: float
     outliers: int
+    ci_low_s: float | None = None  # 95 % confidence interval of the median (distribution-free)
+    ci_high_s: float | None = None
 
     @property
     def relative_iqr(self) -> float:
@@ -53,7 +57,20 @@ def summarize(samples: list[float]) -> Stats:
         n=len(x), median_s=float(median), iqr_s=float(q3 - q1), q1_s=float(q1), q3_s=float(q3),
         mean_s=float(x.mean()), min_s=float(x.min()), max_s=float(x.max()),
         stdev_s=statistics.stdev(samples) if len(x) > 1 else 0.0, mad_s=mad, outliers=outliers,
+        **dict(zip(("ci_low_s", "ci_high_s"), median_ci(samples) or (None, None))),
     )
+
+
+def median_ci(samples: list[float], z: float = CI_Z) -> tuple[float, float] | None:
+    """Distribution-free confidence interval of the median: the k-th smallest and k-th largest
+    sample, k = floor((n - z·√n) / 2) (the sign test's normal approximation, Conover); None when
+    there are too few samples for one (k < 1: n < 8 at 95 %)."""
+    n = len(samples)
+    k = math.floor((n - z * math.sqrt(n)) / 2)
+    if k < 1:
+        return None
+    ordered = sorted(samples)
+    return ordered[k - 1], ordered[n - k]
 
 
 def round_medians(samples: list[float], round_sizes: list[int]) -> list[float]:

@@ -52,7 +52,7 @@ def _join(cores: list[int]) -> str:
 
 
 def check_budget(min_time: float, min_runs: int, max_runs: int, runs: int | None, warmup: float,
-                 rounds: int) -> None:
+                 rounds: int, stop_ci: float = 0.0) -> None:
     if runs is not None and runs < 1:
         raise OptionError("--runs", f"{runs} must be at least 1")
     if min_time < 0 or warmup < 0:
@@ -62,6 +62,8 @@ def check_budget(min_time: float, min_runs: int, max_runs: int, runs: int | None
                           f"need 1 <= --min-runs ({min_runs}) <= --max-runs ({max_runs})")
     if rounds < 1:
         raise OptionError("--rounds", f"{rounds} must be a positive integer")
+    if not 0 <= stop_ci < 1:  # also refuses nan
+        raise OptionError("--stop-ci", f"{stop_ci} must be a fraction in [0, 1), e.g. 0.01 for +-1 %; 0 turns it off")
 
 
 def check_writable(output: str | None) -> None:

@@ -33,7 +33,7 @@ TINY = TimingBudget(warmup_s=0, warmup_runs=0, min_time_s=0, min_runs=1, max_run
 SETTINGS = dict(runtime=None, ort_opt_level="all", ort_spinning=True, mode=None, batch=None, cuda_graph=False,
                 l2_flush=False, channels_last=False, cudnn_benchmark=True, find_max_batch=False, threads=1,
                 cores=None, dtype="fp32", warmup=0.2, min_time=2.0, min_runs=10, max_runs=10_000, runs=None,
-                rounds=4, fmt="json", output=None, save=False, results_dir=Path("results"), paper=False, seed=0)
+                rounds=4, stop_ci=0.01, fmt="json", output=None, save=False, results_dir=Path("results"), paper=False, seed=0)
 ILLEGAL_ACCESS = "CUDA error: an illegal memory access was encountered"  # fatal: the CUDA context is lost
 
 

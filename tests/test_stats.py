@@ -105,3 +105,15 @@ def test_drift_between_rounds_is_flagged():
     assert noise_warnings(quiet, [1.0, 1.04]) == []  # 4 % spread: within the threshold
     (warning,) = noise_warnings(quiet, [1.0, 1.0, 1.12])
     assert warning.startswith("drift:") and "12%" in warning and "--min-time" in warning
+
+
+def test_median_ci_is_the_order_statistics_by_hand():
+    from flopsbench.stats import median_ci
+
+    # n = 100: k = floor((100 - 1.96·10) / 2) = 40 -> the 40th smallest and the 40th largest (61st)
+    assert median_ci([float(i) for i in range(1, 101)][::-1]) == (40.0, 61.0)
+    assert median_ci([float(i) for i in range(1, 11)]) == (1.0, 10.0)  # n = 10: k = floor(1.9) = 1
+    assert median_ci([2.0, 1.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]) == (1.0, 8.0)  # n = 8: k = floor(1.23) = 1
+    assert median_ci([1.0] * 7) is None  # n = 7: k = floor(0.91) = 0: too few for an interval
+    stats = summarize([float(i) for i in range(1, 101)])
+    assert (stats.ci_low_s, stats.ci_high_s) == (40.0, 61.0)

@@ -182,3 +182,45 @@ def test_events_from_a_worker_are_checked_not_trusted():
     (row,) = report.rows
     assert row.samples_s == [0.5] and row.warmup_runs == 0 and row.affinity is None and row.runtime is None
     assert report.workers[0]["pid"] is None and row.worker_pids == [] and report.environment == {}
+
+
+# --- stopping a row once its median is known ---------------------------------------------------------
+
+def _row(*rounds: list[float]) -> Row:
+    row = Row(PW)
+    for samples in rounds:
+        row.samples_s.extend(samples)
+        row.round_sizes.append(len(samples))
+    return row
+
+
+@pytest.mark.parametrize("rounds, budget, stops", [
+    ([[1.0, 1.001] * 10, [1.0, 1.001] * 10], {}, True),  # two processes agree, CI ±0.05 %
+    ([[1.0, 1.001] * 10], {}, False),  # one process says nothing of the others
+    ([[1.0] * 20, [1.05] * 20], {}, False),  # the two processes differ by 5 %: keep sampling
+    ([[1.0, 1.001] * 10, [1.0, 1.001] * 10], {"stop_ci": 0.0}, False),  # turned off
+    ([[1.0, 1.001] * 10, [1.0, 1.001] * 10], {"exact_runs": 40}, False),  # the user asked for a count
+    ([[1.0, 1.001] * 3, [1.0, 1.001] * 3], {"min_runs": 20}, False),  # fewer than --min-runs
+    ([[1.0, 2.0] * 10, [1.0, 2.0] * 10], {}, False),  # a wide interval
+])
+def test_a_row_stops_only_when_its_median_is_known(rounds, budget, stops):
+    from flopsbench.rounds import precise_enough
+    from flopsbench.spec import TimingBudget
+
+    assert precise_enough(_row(*rounds), replace(TimingBudget(), **budget)) is stops
+
+
+def test_a_precise_row_takes_no_more_rounds():
+    """Round 2 makes the rows' medians precise; rounds 3 and 4 have nothing left to time."""
+    def script(job, number):
+        return [{"event": "start", "pid": number},
+                *[_samples(case["id"], n=20) for case in job["cases"]], {"event": "done"}], 0
+
+    execution = Execution(budget=replace(Execution().budget, min_runs=10))
+    report = Report("ops", execution, {})
+    cases = _cases(2)
+    report.rows = [case.row for case in cases]
+    transport = ScriptedTransport(script)
+    measure(report, cases, transport)
+    assert len(transport.jobs) == 2 and all(row.stopped_after_round == 2 for row in report.rows)
+    assert all(row.round_sizes == [20, 20] and row.status == "ok" for row in report.rows)

@@ -59,8 +59,10 @@ MinTime = Annotated[float, typer.Option(help="Keep sampling until this many seco
 MinRuns = Annotated[int, typer.Option(help="...and at least this many samples...")]
 MaxRuns = Annotated[int, typer.Option(help="...but never more than this many.")]
 Runs = Annotated[Optional[int], typer.Option(help="Exactly this many samples (overrides the three above).")]
-Rounds = Annotated[int, typer.Option(help="Split sampling into rounds that visit every case in turn, "
-                                          "so machine noise spreads over all rows (1 = one case at a time).")]
+Rounds = Annotated[int, typer.Option(help="Split sampling into rounds, each a fresh worker process that "
+                                          "times every case, so machine and process noise spread over all rows.")]
+StopCi = Annotated[float, typer.Option(help="After 2+ rounds, stop a row once the 95% confidence interval of its "
+                                            "median is within +- this fraction of it (0 = always spend the budget).")]
 Format = Annotated[str, typer.Option("--format", help="Output view: " + ", ".join(FORMATS) + ".")]
 Output = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the view to FILE ('-' = stdout).")]
 Save = Annotated[bool, typer.Option(help="Also save JSON (written as it runs) and Markdown into --results-dir.")]
@@ -89,7 +91,7 @@ def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_leve
                  mode: str | None, batch: int | None, cuda_graph: bool, l2_flush: bool, channels_last: bool,
                  cudnn_benchmark: bool, find_max_batch: bool, threads: int, cores: str | None, dtype: str,
                  warmup: float, min_time: float, min_runs: int, max_runs: int, runs: int | None,
-                 rounds: int, fmt: str, output: str | None, save: bool, results_dir: Path,
+                 rounds: int, stop_ci: float, fmt: str, output: str | None, save: bool, results_dir: Path,
                  paper: bool, seed: int, breakdown_depth: int = 0, breakdown_time: float = 0.3) -> RunSettings:
     """Validate the shared options (one-line errors) before anything is measured."""
     for value, choices, option in ((device, DEVICES, "--device"), (dtype, DTYPES, "--dtype"),
@@ -112,7 +114,7 @@ def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_leve
     if channels_last and runtime != "torch":
         raise bad("--channels-last", "applies to the torch runtime; onnxruntime picks its own layout")
     pinned_cores = validated(validation.parse_cores, cores, threads)
-    validated(validation.check_budget, min_time, min_runs, max_runs, runs, warmup, rounds)
+    validated(validation.check_budget, min_time, min_runs, max_runs, runs, warmup, rounds, stop_ci)
     if breakdown_depth < 0 or breakdown_time <= 0:
         raise bad("--breakdown" if breakdown_depth < 0 else "--breakdown-time",
                   "must be >= 0 (depth) and > 0 (seconds)")
@@ -120,7 +122,7 @@ def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_leve
     if save:
         check_results_dir(results_dir)
     budget = TimingBudget(warmup_s=warmup, min_time_s=min_time, min_runs=min_runs, max_runs=max_runs,
-                          exact_runs=runs, rounds=rounds)
+                          exact_runs=runs, rounds=rounds, stop_ci=stop_ci)
     if runtime == "onnxruntime":
         runtime_options: tuple = (("opt_level", ort_opt_level), ("spinning", ort_spinning))
     elif device == "cuda":
