@@ -224,3 +224,42 @@ def test_a_precise_row_takes_no_more_rounds():
     measure(report, cases, transport)
     assert len(transport.jobs) == 2 and all(row.stopped_after_round == 2 for row in report.rows)
     assert all(row.round_sizes == [20, 20] and row.status == "ok" for row in report.rows)
+
+
+# --- Ctrl-C, for real ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("to_group", [True, False], ids=["ctrl-c-to-the-group", "sigint-to-flopsbench-only"])
+def test_sigint_during_a_round_keeps_the_samples_it_took(tmp_path, to_group):
+    """A terminal's Ctrl-C reaches every process of the group (flopsbench, its worker server and
+    the worker); ``kill -INT`` reaches flopsbench only, which passes it on. Either way the round in
+    progress ends with the samples it took, and the report says it is incomplete (exit 130)."""
+    import signal
+    import time
+
+    results = tmp_path / "results"
+    # ~1 ms a call: --min-time 60 over 2 rounds and 10 000 runs at most keep round 1 going for 5+ s
+    process = subprocess.Popen([sys.executable, "-m", "flopsbench", "ops", "--op", "pwconv", "--shape", "64x56x56",
+                                "--layers", "1", "--min-time", "60", "--rounds", "2", "--warmup", "0",
+                                "--stop-ci", "0", "--save", "--results-dir", str(results), "--format", "json",
+                                "-o", str(tmp_path / "out.json")],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list(results.glob("*.json")):  # saved once counted
+            time.sleep(0.1)
+        time.sleep(5.0)  # the worker server has imported torch and round 1 is timing
+        if to_group:
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "incomplete" in stderr
+    data = json.loads((tmp_path / "out.json").read_text())
+    (row,) = data["rows"]
+    assert data["complete"] is False and row["round_sizes"] and row["round_sizes"][0] > 10  # the round cut short
+    assert row["status"] == "ok" and len(row["samples_s"]) == sum(row["round_sizes"])
