@@ -65,10 +65,13 @@ def time_cases(report: Report, cases: list[Case], transport, on_step: OnStep = l
     execution = report.execution
     rounds = execution.budget.rounds
     for index in range(rounds):
+        budget = execution.budget.round_share(index)
+        if budget.exact_runs == 0:
+            continue  # --runs smaller than --rounds: this round has no share
         due = [case for case in cases if case.row.status == "ok" and case.row.stopped_after_round is None]
         seed = round_seed(execution.seed, index)
         random.Random(seed).shuffle(due)
-        run_job(report, due, "time", execution.budget.round_share(index), transport,
+        run_job(report, due, "time", budget, transport,
                 lambda case: on_step(report, f"round {index + 1}/{rounds} {case.label}"),
                 round_index=index, seed=seed)
         for case in due:
