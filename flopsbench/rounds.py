@@ -50,6 +50,9 @@ def measure(report: Report, cases: Iterable[Case], transport, on_step: OnStep = 
     """Take ``cases`` (an iterable, so a caller may count them as they are taken), time them
     through ``transport`` (closed at the end), and mark the report complete; the rows are
     finished (noise warnings, never-timed rows not 'ok') even when interrupted."""
+    budget = report.execution.budget
+    # one worker per round, started now: they import while ``cases`` are counted
+    transport.start(sum(budget.round_share(index).exact_runs != 0 for index in range(budget.rounds)))
     try:
         time_cases(report, list(cases), transport, on_step)
         report.complete = True

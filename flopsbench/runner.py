@@ -83,7 +83,6 @@ def run_all(report: Report, workloads: Iterable[Workload],
     execution = report.execution
     backend = backend_for(execution)
     transport = transport or backend.transport()
-    transport.start()  # the worker server imports its modules while this process counts
 
     def counted() -> Iterator[Case]:
         for workload in workloads:

@@ -1,20 +1,22 @@
 """How a job reaches a worker process and its events come back.
 
-``ForkServer`` is the default: one ``python -m flopsbench.worker --serve`` process that imports
-the backend's modules (torch takes ~2 s to import here) and never runs anything, and forks a
-fresh child for every job, so each worker starts as fresh as a new interpreter at the cost of a
-fork. Its command can be prefixed (e.g. ``ssh board``) to reach a worker on another machine; jobs
-and events are JSON lines on its pipes. ``InProcess`` runs the job in this very process, for
-tests of the orchestration with mock backends only: it is not isolated.
+``FreshProcesses`` is the default: every job runs in a new interpreter, ``python -m
+flopsbench.worker`` (its command can be prefixed, e.g. ``ssh board``, to reach a worker on
+another machine). A new interpreter, not a fork of one: a forked process inherits its parent's
+address-space layout, and on the development VM layout alone moved pwconv 96x56x56 between 6.6
+and 10-13 ms, so rounds forked from one parent all drew the same layout instead of sampling it.
+Importing torch takes ~2 s, so ``start(count)`` launches the workers of a run ahead, to import
+while the parent counts; a job is handed over only once no worker is still importing, so that
+nothing else runs while one times. ``InProcess`` runs the job in this very process, for tests of
+the orchestration with mock backends only: it is not isolated.
 
-``run(job, on_event)`` returns the worker's exit code (None if the server itself is gone).
+``run(job, on_event)`` returns the worker's exit code (None if it could not be started).
 Ctrl-C in the parent is passed on to the worker, whose ``interrupted`` event (after the samples
 it took) still reaches ``on_event``; then KeyboardInterrupt is raised again."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,68 +27,75 @@ from flopsbench import worker
 OnEvent = Callable[[dict], None]
 
 
-class ForkServer:
+class FreshProcesses:
     def __init__(self, preload: Sequence[str] = (), prefix: Sequence[str] = (), python: str = sys.executable):
-        self.command = [*prefix, python, "-m", "flopsbench.worker", "--serve", "--preload", ",".join(preload)]
-        self.server: subprocess.Popen | None = None
+        self.command = [*prefix, python, "-m", "flopsbench.worker", "--preload", ",".join(preload)]
+        self.waiting: list[subprocess.Popen] = []  # started, importing or ready, no job yet
+        self.ready: set[subprocess.Popen] = set()
 
-    def start(self) -> None:
-        """Start the server now: it imports while this process counts."""
-        if self.server is None or self.server.poll() is not None:
-            self.server = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def start(self, count: int = 1) -> None:
+        """Launch ``count`` workers now (each imports its modules, then waits for a job)."""
+        for _ in range(count):
+            self.waiting.append(subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                 text=True))
 
     def run(self, job: dict, on_event: OnEvent) -> int | None:
-        self.start()
-        server, child = self.server, {}
+        if not self.waiting:
+            self.start(1)
+        for process in self.waiting:  # none may still be importing while one times
+            if process not in self.ready and _event(process.stdout) is not None:
+                self.ready.add(process)
+        process = self.waiting.pop(0)
         try:
-            server.stdin.write(json.dumps(job) + "\n")
-            server.stdin.flush()
-        except OSError:
-            return None  # the server is gone; the caller fails the job's cases
-        exit_code: list[int | None] = [None]
-
-        def receive() -> dict | None:
-            for line in server.stdout:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue  # not an event: nothing a worker writes, so not ours to act on
-                if not isinstance(event, dict):
-                    continue
-                if event.get("event") == "start" and isinstance(event.get("pid"), int):
-                    child["pid"] = event["pid"]
-                if event.get("event") == "exit":
-                    code = event.get("code")
-                    exit_code[0] = code if isinstance(code, int) else None
-                    return None
-                return event
-            return None  # the server ended
+            process.stdin.write(json.dumps(job))
+            process.stdin.close()
+        except OSError:  # it died before its job: the caller fails the job's cases
+            process.wait()
+            return None
 
         def interrupt() -> None:
-            if "pid" in child:
-                try:
-                    os.kill(child["pid"], signal.SIGINT)
-                except ProcessLookupError:
-                    pass
+            try:
+                process.send_signal(signal.SIGINT)
+            except ProcessLookupError:
+                pass
 
-        pump(receive, on_event, interrupt)
-        return exit_code[0]
+        try:
+            pump(lambda: _event(process.stdout), on_event, interrupt)
+            return process.wait()
+        finally:
+            if process.poll() is None:  # a second Ctrl-C: stop waiting for it
+                process.kill()
+                process.wait()
+            process.stdout.close()
+            self.ready.discard(process)
 
     def close(self) -> None:
-        """Stop the server. Between jobs it only waits for the next line, so it is killed rather
-        than left to tear torch down (~1 s)."""
-        if self.server is not None:
-            self.server.kill()
-            self.server.wait()
-            self.server.stdin.close()
-            self.server.stdout.close()
-            self.server = None
+        """Stop the workers that got no job (they only wait for one)."""
+        for process in self.waiting:
+            process.kill()
+            process.wait()
+            process.stdin.close()
+            process.stdout.close()
+        self.waiting, self.ready = [], set()
+
+
+def _event(stream) -> dict | None:
+    """The next event on a worker's stdout; None at its end. Lines that are not events are skipped:
+    nothing a worker writes, so not ours to act on."""
+    for line in stream:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            return event
+    return None
 
 
 class InProcess:
     """The worker's code in this process: for tests with mock backends, not for measuring."""
 
-    def start(self) -> None:
+    def start(self, count: int = 1) -> None:
         pass
 
     def run(self, job: dict, on_event: OnEvent) -> int:

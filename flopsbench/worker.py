@@ -7,10 +7,12 @@ warms up, times, and streams events back: ``start`` (pid, the device's environme
 case ``case`` (begun) and its result (``samples``, ``max_batch`` or ``breakdown``) or ``error``,
 and ``done`` (or ``interrupted``). Events are JSON lines on stdout::
 
-    python -m flopsbench.worker < job.json                       # one job
-    python -m flopsbench.worker --serve --preload torch,operators  # one job per line, each forked
+    python -m flopsbench.worker --preload torch,operators < job.json
 
-``--serve`` is what ``flopsbench.transport.ForkServer`` runs, here or (through ssh) on a board.
+Each worker is a new interpreter that times one job and exits (``flopsbench.transport``): a
+process forked from another inherits its address-space layout, and on the development VM that
+layout alone moved pwconv 96x56x56 between 6.6 and 10-13 ms, so rounds forked from one parent
+would all draw the same layout instead of sampling it.
 
 It never counts, traces or exports: fvcore, the memory counter, fusion checks and ONNX export
 perturb the speed of whatever runs after them in the same process (one forward pass under a
@@ -26,7 +28,6 @@ import json
 import os
 import signal
 import sys
-import traceback
 from typing import Callable
 
 from flopsbench.backends import Backend, Prepared, backend_for
@@ -48,17 +49,18 @@ def serve(job: dict, send: Send) -> None:
     task = TASKS[job["task"]]
     for case in job["cases"]:
         send({"event": "case", "id": case["id"]})
-        try:
-            prepared = backend.prepare(case, execution)
-            task(case, prepared, backend, execution, budget, send)
+        failed = False
+        try:  # the prepared case lives only in the task's frame: gone before the next is built
+            task(case, backend.prepare(case, execution), backend, execution, budget, send)
         except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
             fatal = backend.is_fatal(exc)
             send({"event": "error", "id": case["id"], "error": backend.explain(exc, execution),
                   "fatal": fatal})
             if fatal:
                 return  # nothing more can run in this process
-            prepared = None  # noqa: F841 -- drop the case's memory before the next one
-            backend.release()
+            failed = True
+        if failed:
+            backend.release()  # after the except block, whose traceback held the case
     send({"event": "done"})
 
 
@@ -84,17 +86,17 @@ def find_max_batch(case: dict, prepared: Prepared, backend: Backend, execution: 
     send({"event": "max_batch", "id": case["id"], "max_batch": batch, "warnings": warnings})
 
 
-def time_parts(case: dict, prepared: Prepared, backend: Backend, execution: Execution, budget: TimingBudget,
+def break_down(case: dict, prepared: Prepared, backend: Backend, execution: Execution, budget: TimingBudget,
                send: Send) -> None:
-    from flopsbench.breakdown import time_parts as time_each_part
+    from flopsbench.breakdown import time_parts  # torch: imported only by a job that breaks a model down
 
     with prepared.settings():  # parts are timed as the whole model was
-        parts = time_each_part(prepared.module, prepared.x, execution.breakdown_depth, execution, budget,
+        parts = time_parts(prepared.module, prepared.x, execution.breakdown_depth, execution, budget,
                                lambda call: backend.timer(call, execution))
     send({"event": "breakdown", "id": case["id"], "parts": parts})
 
 
-TASKS = {"time": time_case, "max_batch": find_max_batch, "breakdown": time_parts}
+TASKS = {"time": time_case, "max_batch": find_max_batch, "breakdown": break_down}
 
 
 def run(job: dict, send: Send) -> int:
@@ -130,56 +132,32 @@ def parse_job(text: str) -> dict:
     return job
 
 
-def fork_server(preload: list[str], jobs, send: Send) -> int:
-    """Serve one job per line of ``jobs``, each in a child forked from this process, which has
-    only imported ``preload`` and never ran anything: every job starts as fresh as a new
-    interpreter, without paying for the imports again (torch: ~2 s). After each child, an
-    ``exit`` event with its exit code (negative: killed by that signal)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the child that is timing
-    for module in preload:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pass  # e.g. torch on a board: the jobs that need it fail and say why
-    for line in jobs:
-        try:
-            job = parse_job(line)
-        except ValueError as exc:
-            send({"event": "exit", "code": 2, "error": str(exc)})
-            continue
-        pid = os.fork()
-        if pid == 0:  # the child: time, then leave without running the server's clean-up
-            _own_process()
-            code = 1
-            try:
-                code = run(job, send)
-            except BaseException:  # noqa: BLE001 -- said on stderr; the parent sees the exit code
-                traceback.print_exc()
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        send({"event": "exit", "code": os.waitstatus_to_exitcode(status)})
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    """The command line: a JSON job on stdin, one JSON event per line on stdout; with ``--serve``,
-    one job per line, each in a fresh forked child."""
+    """The command line: import ``--preload``, say ``ready``, then read one JSON job from stdin
+    (to its end) and send its events, one JSON line each, on stdout."""
     parser = argparse.ArgumentParser(prog=PROG, description="Time a flopsbench job; events as JSON lines.")
-    parser.add_argument("--serve", action="store_true", help="serve one job per stdin line, each in a forked child")
-    parser.add_argument("--preload", default="", help="comma list of modules to import before forking")
+    parser.add_argument("--preload", default="", help="comma list of modules to import before reading the job")
     args = parser.parse_args(argv)
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the events
+    _own_process()
 
     def send(event: dict) -> None:
         protocol.write(json.dumps(event) + "\n")
         protocol.flush()
 
-    if args.serve:
-        return fork_server([m for m in args.preload.split(",") if m], sys.stdin, send)
-    _own_process()
     try:
-        job = parse_job(sys.stdin.read())
+        for module in filter(None, args.preload.split(",")):
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass  # e.g. torch on a board: a job that needs it fails and says why
+        send({"event": "ready", "pid": os.getpid()})
+        text = sys.stdin.read()
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C before any job: nothing was measured, nothing to say
+    try:
+        job = parse_job(text)
     except ValueError as exc:
         print(f"{PROG}: error: stdin: {exc}", file=sys.stderr)
         return 2

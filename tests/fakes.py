@@ -59,7 +59,7 @@ class ScriptedTransport:
     def __init__(self, script):
         self.script, self.jobs = script, []
 
-    def start(self) -> None:
+    def start(self, count: int = 1) -> None:
         pass
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ from flopsbench.rounds import Case, measure
 from flopsbench.runner import run_all
 from flopsbench.sampling import finish_row, sample_round
 from flopsbench.spec import Execution, Shape, Workload
-from flopsbench.transport import ForkServer
+from flopsbench.transport import FreshProcesses
 from tests.fakes import ScriptedTransport
 from tests.test_board import BLOCKED, PRELUDE, ROOT, pw_onnx  # noqa: F401 -- pw_onnx is a fixture
 
@@ -35,7 +35,8 @@ def _cases(n: int) -> list[Case]:
 
 def _worker(job: str, blocked=BLOCKED) -> subprocess.CompletedProcess:
     """``python -m flopsbench.worker`` with ``blocked`` libraries refused by the import system."""
-    prelude = PRELUDE.replace("flopsbench.board", "flopsbench.worker").format(blocked=blocked, args=[])
+    prelude = PRELUDE.replace("flopsbench.board", "flopsbench.worker").format(
+        blocked=blocked, args=["--preload", "flopsbench.backends.ort"])
     return subprocess.run([sys.executable, "-c", prelude], input=job, cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
 
@@ -48,8 +49,8 @@ def test_the_worker_times_an_onnx_job_without_torch_fvcore_typer_rich_or_pandas(
     assert result.returncode == 0, result.stderr
     assert result.stderr.rstrip().endswith("LOADED="), result.stderr  # none of BLOCKED was imported
     events = [json.loads(line) for line in result.stdout.splitlines()]  # every stdout line is an event
-    assert [e["event"] for e in events] == ["start", "case", "samples", "done"]
-    start, _, samples, _ = events
+    assert [e["event"] for e in events] == ["ready", "start", "case", "samples", "done"]
+    _, start, _, samples, _ = events
     assert start["pid"] != os.getpid() and samples["id"] == 7 and samples["complete"] is True
     assert len(samples["samples_s"]) == 2 and all(s > 0 for s in samples["samples_s"])
     assert samples["runtime"]["provider"] == "CPUExecutionProvider"
@@ -58,14 +59,14 @@ def test_the_worker_times_an_onnx_job_without_torch_fvcore_typer_rich_or_pandas(
 @pytest.mark.parametrize("job", ["not json", "[]", '{"task": "time"}', '{"task": "burn", "execution": {}}'])
 def test_a_bad_job_is_one_line_and_exit_2(job):
     result = _worker(job)
-    assert result.returncode == 2 and result.stdout == ""
+    assert result.returncode == 2 and [json.loads(line)["event"] for line in result.stdout.splitlines()] == ["ready"]
     (line,) = [line for line in result.stderr.splitlines() if not line.startswith("LOADED=")]
     assert line.startswith("python -m flopsbench.worker: error: stdin: not a worker job")
 
 
-def test_the_fork_server_forks_a_fresh_worker_for_every_job(tiny_execution):
-    """One server process, a new child per round (4 rounds: 4 workers, none of them this process)."""
-    transport = ForkServer(("torch", "operators"))
+def test_every_round_is_a_new_interpreter_started_ahead(tiny_execution):
+    """4 rounds: 4 worker processes, none of them this one, all started before counting ended."""
+    transport = FreshProcesses(("flopsbench.backends.torch_cpu",))
     report = Report("ops", replace(tiny_execution, budget=replace(tiny_execution.budget, exact_runs=4)), {})
     run_all(report, [PW], transport=transport)
     (row,) = report.rows
@@ -73,19 +74,7 @@ def test_the_fork_server_forks_a_fresh_worker_for_every_job(tiny_execution):
     pids = [worker["pid"] for worker in report.workers]
     assert row.worker_pids == pids and len(set(pids)) == 4 and os.getpid() not in pids
     assert all(worker["exit_code"] == 0 for worker in report.workers)
-    assert transport.server is None  # closed at the end of the run
-
-
-def test_a_bad_job_line_costs_the_fork_server_nothing():
-    transport = ForkServer()
-    transport.start()
-    transport.server.stdin.write("not a job\n")
-    transport.server.stdin.flush()
-    (line,) = [transport.server.stdout.readline()]
-    event = json.loads(line)
-    assert event["event"] == "exit" and event["code"] == 2 and "not a worker job" in event["error"]
-    assert transport.server.poll() is None  # still serving
-    transport.close()
+    assert transport.waiting == []  # every one started got a job
 
 
 # --- the timing loop in a worker ----------------------------------------------------------------------

@@ -44,14 +44,14 @@ class Prepared:
 class Backend:
     """The protocol, with defaults for the parts most backends do not need."""
 
-    preload: tuple[str, ...] = ()  # modules the worker server imports before it forks a worker
+    preload: tuple[str, ...] = ()  # modules a worker imports while it waits for its job
 
     def transport(self):
-        """How this backend's workers are reached: by default, processes forked from a server
-        that has imported ``preload`` (see flopsbench.transport)."""
-        from flopsbench.transport import ForkServer
+        """How this backend's workers are reached: by default, a new interpreter per job that
+        imports ``preload`` ahead of it (see flopsbench.transport)."""
+        from flopsbench.transport import FreshProcesses
 
-        return ForkServer(self.preload)
+        return FreshProcesses(self.preload)
 
     def stage(self, row, module, x, execution: Execution) -> dict:
         """Parent side, after counting: extra fields of the case's job (may fill ``row.runtime``)."""

@@ -15,7 +15,7 @@ from flopsbench.spec import Execution, Workload
 
 
 class OnnxRuntime(Backend):
-    preload = ("numpy", "onnxruntime", "flopsbench.ort_runtime")
+    preload = ("flopsbench.backends.ort",)  # and with it what it imports (torch, or onnxruntime)
 
     def stage(self, row, module, x, execution: Execution) -> dict:
         from flopsbench.onnx_export import cached_export, compare_with_torch, export_metadata
