@@ -5,6 +5,7 @@ two ``--repeats`` times per case.
 
     python benchmarks/fidelity.py                     # the five cases of issue 9, 3 repeats
     python benchmarks/fidelity.py --case conv:192x28x28 --repeats 1
+    python benchmarks/fidelity.py --case conv:192x28x28 --checkout . --checkout /tmp/old   # before/after
 
 Each flopsbench run is a default ``flopsbench ops --op OP --shape S`` (its own process; counting
 in the parent, timing in workers). The Timer side is ``python benchmarks/fidelity.py --timer OP S``.
@@ -25,11 +26,12 @@ CASES = ("conv:192x28x28", "pconv:192x28x28", "dwconv:768x7x7", "pwconv:96x56x56
 FLOPSBENCH = [sys.executable, "-m", "flopsbench"]
 
 
-def flopsbench_median(op: str, shape: str, core: int) -> float:
+def flopsbench_median(op: str, shape: str, core: int, checkout: str) -> float:
+    """A default ``flopsbench ops`` run of the source tree at ``checkout`` (``-m`` imports from the cwd)."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "r.json"
         subprocess.run([*FLOPSBENCH, "ops", "--op", op, "--shape", shape, "--cores", str(core), "--format", "json",
-                        "-o", str(out)], check=True, capture_output=True)
+                        "-o", str(out)], check=True, capture_output=True, cwd=checkout)
         (row,) = json.loads(out.read_text())["rows"]
         return row["stats"]["median_s"]
 
@@ -67,23 +69,31 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--core", type=int, default=0)
     parser.add_argument("--min-run-time", type=float, default=2.0, help="Timer's blocked_autorange budget (s)")
+    parser.add_argument("--checkout", action="append", help="a flopsbench source tree to run (repeatable; default: "
+                                                            "this one); each is timed in turn with Timer")
     parser.add_argument("--timer", nargs=2, metavar=("OP", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.timer:
         print(time_with_timer(*args.timer, args.core, args.min_run_time))
         return
+    checkouts = args.checkout or [str(Path(__file__).resolve().parent.parent)]
     summary = []
     for case in args.case or CASES:
         op, shape = case.split(":")
-        ours, theirs = [], []
+        ours: dict[str, list[float]] = {checkout: [] for checkout in checkouts}
+        theirs = []
         for repeat in range(args.repeats):
-            ours.append(flopsbench_median(op, shape, args.core))
+            for checkout in checkouts:
+                ours[checkout].append(flopsbench_median(op, shape, args.core, checkout))
             theirs.append(timer_median(op, shape, args.core, args.min_run_time))
-            print(f"{op} {shape} repeat {repeat + 1}: flopsbench {ours[-1] * 1e3:.3f} ms, "
-                  f"Timer {theirs[-1] * 1e3:.3f} ms", flush=True)
-        a, b = statistics.median(ours), statistics.median(theirs)
-        summary.append(f"{op:>7} {shape:>10}  flopsbench {a * 1e3:8.3f} ms  Timer {b * 1e3:8.3f} ms  "
-                       f"ratio {a / b:.3f}  ({(a / b - 1) * 100:+.1f} %)")
+            print(f"{op} {shape} repeat {repeat + 1}: "
+                  + ", ".join(f"flopsbench[{checkout}] {ours[checkout][-1] * 1e3:.3f} ms" for checkout in checkouts)
+                  + f", Timer {theirs[-1] * 1e3:.3f} ms", flush=True)
+        b = statistics.median(theirs)
+        for checkout in checkouts:
+            a = statistics.median(ours[checkout])
+            summary.append(f"{op:>7} {shape:>10}  flopsbench[{checkout}] {a * 1e3:8.3f} ms  Timer {b * 1e3:8.3f} ms  "
+                           f"ratio {a / b:.3f}  ({(a / b - 1) * 100:+.1f} %)")
     print("\nmedians of the repeats:")
     print("\n".join(summary))
 
