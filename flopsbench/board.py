@@ -32,13 +32,12 @@ import json
 import sys
 from pathlib import Path
 
-from flopsbench import validation
+from flopsbench import rounds, validation
 from flopsbench.backends import backend_for
 from flopsbench.constants import METADATA_KEY, device_name
 from flopsbench.environment import capture_environment
 from flopsbench.ort_runtime import OPT_LEVELS, make_session
 from flopsbench.report import Report, Row, write_atomically
-from flopsbench import rounds
 from flopsbench.rounds import Case
 from flopsbench.spec import Execution, Shape, TimingBudget, Workload
 

@@ -15,24 +15,20 @@ from flopsbench.spec import Execution, Workload
 
 
 class OnnxRuntime(Backend):
-    preload = ("flopsbench.backends.ort",)  # and with it what it imports (torch, or onnxruntime)
+    preload = ("flopsbench.backends.ort",)  # and with it onnxruntime and numpy
 
     def stage(self, row, module, x, execution: Execution) -> dict:
         from flopsbench.onnx_export import cached_export, compare_with_torch, export_metadata
 
         path, cached = cached_export(module, x, export_metadata(row, execution))
-        options = dict(execution.runtime_options)
-        session, _ = make_session(path, execution.threads, execution.cores,
-                                  options.get("opt_level", "all"), options.get("spinning", True))
+        session, _ = session_for(path, execution)
         worst = compare_with_torch(session, {session.get_inputs()[0].name: x.numpy()}, module, x)
         row.runtime = {"onnx_file": str(path), "export_cached": cached, "pconv_exported_as": "split_cat",
                        "max_abs_diff_vs_torch": worst}
         return {"onnx": str(path)}
 
     def prepare(self, case: dict, execution: Execution) -> Prepared:
-        options = dict(execution.runtime_options)
-        session, record = make_session(case["onnx"], execution.threads, execution.cores,
-                                       options.get("opt_level", "all"), options.get("spinning", True))
+        session, record = session_for(case["onnx"], execution)
         shape = Workload.from_dict(case["workload"]).shape
         x = np.random.default_rng(execution.seed).standard_normal((execution.batch, shape.c, shape.h, shape.w),
                                                                    dtype=np.float32)
@@ -41,3 +37,10 @@ class OnnxRuntime(Backend):
         if execution.device == "arm":
             record["note"] = ARM_NOTE
         return Prepared(call=lambda: session.run(None, feeds), runtime=record)
+
+
+def session_for(path, execution: Execution):
+    """(session, settings record) for an ONNX file, set up as ``execution`` asks."""
+    options = dict(execution.runtime_options)
+    return make_session(path, execution.threads, execution.cores, options.get("opt_level", "all"),
+                        options.get("spinning", True))

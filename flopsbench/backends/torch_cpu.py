@@ -11,7 +11,7 @@ from flopsbench.spec import Execution, Workload
 
 
 class TorchCPU(Backend):
-    preload = ("flopsbench.backends.torch_cpu",)  # and with it what it imports (torch, or onnxruntime)
+    preload = ("flopsbench.backends.torch_cpu",)  # and with it torch and the operators
 
     def prepare(self, case: dict, execution: Execution) -> Prepared:
         set_interop_threads_once(1)  # before any inter-op work in this fresh process

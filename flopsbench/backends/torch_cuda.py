@@ -20,7 +20,7 @@ CUDA_DEFAULTS = {"cudnn_benchmark": True, "cuda_graph": False, "l2_flush": False
 
 
 class TorchCUDA(Backend):
-    preload = ("flopsbench.backends.torch_cuda",)  # and with it what it imports (torch, or onnxruntime)
+    preload = ("flopsbench.backends.torch_cuda",)  # and with it torch and the operators
     device = "cuda"  # where cases are built (a test's fake GPU builds them on the CPU)
 
     def prepare(self, case: dict, execution: Execution) -> Prepared:
