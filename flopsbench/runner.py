@@ -10,6 +10,7 @@ caller keeps what is done."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -65,14 +66,53 @@ def fused_checked(module: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
     return fused
 
 
+# Row fields that count something of a whole batch (affine in the batch size: weights once, the
+# rest per image), and of which the parent counts batches 1 and 2 only (see count_and_stage).
+BATCH_COUNTS = ("params", "params_without_bn", "flops", "flops_analytic", "flops_unfused", "flops_fused",
+                "flops_by_operator", "unsupported_ops", "memory_ideal_elements", "memory_ideal_bytes",
+                "memory_impl", "breakdown")
+
+
 def count_and_stage(row: Row, execution: Execution, backend: Backend) -> Case:
     """Build on the CPU (counts do not depend on the device, and the parent then holds no GPU
-    memory a worker could miss), count, and stage what the backend's workers need."""
+    memory a worker could miss), count, and stage what the backend's workers need. Beyond batch
+    2 the counts are those of batches 1 and 2, extended along the line through them: every count
+    is affine in the batch (weights once, activations per image), and a GPU batch counted on the
+    CPU could take far more host memory and time than the timing itself."""
+    if execution.batch <= 2:
+        module, x = count_at(row, execution)
+    else:
+        one, two = Row(row.workload), Row(row.workload)
+        count_at(one, replace(execution, batch=1))
+        module, _ = count_at(two, replace(execution, batch=2))
+        for name in BATCH_COUNTS:
+            setattr(row, name, extended(getattr(one, name), getattr(two, name), execution.batch))
+        x = None
+    staged = backend.stage(row, module, x, execution)  # x None: built by the backend if it needs it
+    return Case(row, {"workload": row.workload.to_dict(), **staged})
+
+
+def count_at(row: Row, execution: Execution) -> tuple[torch.nn.Module, torch.Tensor]:
+    """Count ``row`` at ``execution``'s batch; the module as timed (fused if asked) and its input."""
     module, x = build_case(row.workload, execution, device="cpu")
     module = count_case(row, module, x, execution)
     if execution.breakdown_depth > 0 and row.workload.kind == "model":
         row.breakdown = count_parts(module, x, execution.breakdown_depth)
-    return Case(row, {"workload": row.workload.to_dict(), **backend.stage(row, module, x, execution)})
+    return module, x
+
+
+def extended(at_one, at_two, batch: int):
+    """A count at ``batch`` from the same count at batches 1 and 2, field by field (dicts, lists
+    of dicts and ints; anything else, e.g. a name, is taken as it is at batch 1)."""
+    if isinstance(at_one, bool) or at_one is None:
+        return at_one
+    if isinstance(at_one, int) and isinstance(at_two, int):
+        return at_one + (batch - 1) * (at_two - at_one)
+    if isinstance(at_one, dict) and isinstance(at_two, dict):
+        return {key: extended(value, at_two.get(key), batch) for key, value in at_one.items()}
+    if isinstance(at_one, list) and isinstance(at_two, list) and len(at_one) == len(at_two):
+        return [extended(a, b, batch) for a, b in zip(at_one, at_two)]
+    return at_one
 
 
 def run_all(report: Report, workloads: Iterable[Workload],

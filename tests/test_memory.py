@@ -9,6 +9,7 @@ import torch
 
 import operators
 from flopsbench.memory import MemoryAccessCounter, count_memory_access
+from flopsbench.spec import Shape, Workload
 from operators.conv import conv_layer
 from operators.pconv import PartialConv
 
@@ -143,3 +144,30 @@ def test_to_dict_is_sorted_and_complete():
     assert list(data["by_op"]) == sorted(data["by_op"])
     assert data["read_bytes"] == access.read_bytes and data["write_bytes"] == access.write_bytes
     assert data["by_op"]["aten::cat"] == {"calls": 1, "read_bytes": 4096, "write_bytes": 4096}
+
+
+@pytest.mark.parametrize("workload", [
+    Workload("pconv", Shape(16, 8, 8), 2, (("kernel_size", 3), ("ratio", 0.25), ("forward_mode", "split_cat"))),
+    Workload("fasternet_t0", Shape(3, 64, 64), 1, (("num_classes", 10),), kind="model", fuse_bn=True),
+], ids=["pconv", "fasternet_t0"])
+def test_counts_beyond_batch_2_equal_a_direct_count(workload):
+    """The parent counts batches 1 and 2 and extends the line to the run's batch: every count
+    (FLOPs both ways, params, ideal and executed memory per op, the breakdown's parts) must be what
+    counting the whole batch gives."""
+    from dataclasses import replace
+
+    from flopsbench.backends.torch_cpu import TorchCPU
+    from flopsbench.report import Row
+    from flopsbench.runner import BATCH_COUNTS, count_and_stage, count_at
+    from flopsbench.spec import Execution
+
+    execution = Execution(batch=5, breakdown_depth=2 if workload.kind == "model" else 0)
+    direct, extended = Row(workload), Row(workload)
+    count_at(direct, execution)
+    count_and_stage(extended, execution, TorchCPU())
+    for name in BATCH_COUNTS:
+        assert getattr(extended, name) == getattr(direct, name), name
+    assert direct.flops and direct.memory_impl["read_bytes"]  # something was counted
+    one = Row(workload)
+    count_at(one, replace(execution, batch=1))
+    assert direct.memory_impl != one.memory_impl  # and it does depend on the batch

@@ -125,6 +125,16 @@ def test_cli_runtime_onnxruntime_records_the_session():
     assert data["environment"]["onnxruntime_providers"]
 
 
+def test_onnxruntime_beyond_batch_2_exports_and_times_the_runs_batch():
+    """Counted at batches 1 and 2 (and extended), but exported, checked and timed at batch 4."""
+    result = invoke(["ops", "--runtime", "onnxruntime", "--op", "pwconv", "--shape", "8x4x4", "--layers", "1",
+                     "--batch", "4", "--runs", "2", "--warmup", "0", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    assert row["status"] == "ok" and row["flops"] == 4 * 16 * 8 * 8 and len(row["samples_s"]) == 2
+    assert row["runtime"]["max_abs_diff_vs_torch"] < 1e-4
+
+
 @pytest.mark.skipif(platform.machine() in ("aarch64", "arm64"), reason="on an ARM host --device arm is valid")
 def test_device_arm_on_this_host_says_how_to_go_on():
     result = invoke(["ops", "--device", "arm"])
