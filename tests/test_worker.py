@@ -64,9 +64,11 @@ def test_a_bad_job_is_one_line_and_exit_2(job):
     assert line.startswith("python -m flopsbench.worker: error: stdin: not a worker job")
 
 
-def test_every_round_is_a_new_interpreter_started_ahead(tiny_execution):
-    """4 rounds: 4 worker processes, none of them this one, all started before counting ended."""
-    transport = FreshProcesses(("flopsbench.backends.torch_cpu",))
+@pytest.mark.parametrize("prefix", [(), ("env", "FLOPSBENCH_TEST=1")], ids=["local", "through-a-prefix"])
+def test_every_round_is_a_new_interpreter_started_ahead(tiny_execution, prefix):
+    """4 rounds: 4 worker processes, none of them this one, all started before counting ended;
+    a command prefix (here ``env``, on a board ``ssh HOST``) carries the same jobs and events."""
+    transport = FreshProcesses(("flopsbench.backends.torch_cpu",), prefix=prefix)
     report = Report("ops", replace(tiny_execution, budget=replace(tiny_execution.budget, exact_runs=4)), {})
     run_all(report, [PW], transport=transport)
     (row,) = report.rows
