@@ -1,9 +1,9 @@
 """The rounds loop every measuring command shares (``ops``, ``model``, the board runner).
 
 Sampling is split into ``budget.rounds`` rounds. Each round is one job for one new worker
-process, which times every case still ok, in an order shuffled with a recorded seed, so that the
-per-round medians carry the variation between processes (and between positions in a round), and
-the drift and noise warnings see it. Then, if asked, each case's largest batch and its
+process, which times every case still ok (and not yet known to --stop-ci), in an order shuffled
+with a recorded seed, so that the per-round medians carry the variation between processes (and
+between positions in a round), and the drift and noise warnings see it. Then, if asked, each case's largest batch and its
 per-module breakdown are found, each in a worker of its own that holds no other case.
 
 A failing case becomes an error row; a worker that dies, or ends early after a fatal fault (a
@@ -26,6 +26,8 @@ from flopsbench.stats import median_ci, round_medians
 
 OnStep = Callable[[Report, str], None]
 BREAKDOWN_WARMUP_S = 0.05
+RESULT = {"time": "samples", "max_batch": "max_batch", "breakdown": "breakdown"}  # the event that answers a task
+TASK_OPTION = {"max_batch": "--find-max-batch", "breakdown": "--breakdown"}  # steps after timing
 
 
 @dataclass
@@ -154,14 +156,12 @@ class WorkerEvents:
             if case_id is None:
                 return
             getattr(self, f"_{kind}")(self.cases[case_id].row, event)
-            answered = kind == "error" or (kind == self.RESULT[self.task] and event.get("complete", True) is True)
+            answered = kind == "error" or (kind == RESULT[self.task] and event.get("complete", True) is True)
             if case_id in self.pending and answered:
                 case = self.pending.pop(case_id)
                 self.current, self.answered = None, self.answered + 1
                 if kind != "error":
                     self.on_result(case)
-
-    RESULT = {"time": "samples", "max_batch": "max_batch", "breakdown": "breakdown"}
 
     def _case_id(self, event: dict) -> int | None:
         case_id = event.get("id")
@@ -207,9 +207,6 @@ class WorkerEvents:
         for case_id in stuck:
             self._error(self.pending.pop(case_id).row,
                         {"error": f"the worker process ended (exit code {exit_code}) before answering"})
-
-
-TASK_OPTION = {"max_batch": "--find-max-batch", "breakdown": "--breakdown"}
 
 
 def _int(value) -> int | None:
