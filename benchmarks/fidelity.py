@@ -8,7 +8,7 @@ two ``--repeats`` times per case.
     python benchmarks/fidelity.py --case conv:192x28x28 --checkout . --checkout /tmp/old   # before/after
 
 Each flopsbench run is a default ``flopsbench ops --op OP --shape S`` (its own process; counting
-in the parent, timing in workers). The Timer side is ``python benchmarks/fidelity.py --timer OP S``.
+in the parent, timing in workers); every other repeat runs the sides in reverse order. The Timer side is ``python benchmarks/fidelity.py --timer OP S``.
 Prints one line per measurement and a summary: median of the repeats per side and their ratio."""
 
 from __future__ import annotations
@@ -83,9 +83,12 @@ def main() -> None:
         ours: dict[str, list[float]] = {checkout: [] for checkout in checkouts}
         theirs = []
         for repeat in range(args.repeats):
-            for checkout in checkouts:
-                ours[checkout].append(flopsbench_median(op, shape, args.core, checkout))
-            theirs.append(timer_median(op, shape, args.core, args.min_run_time))
+            sides = [*checkouts, None]  # None: the Timer
+            for side in sides if repeat % 2 == 0 else sides[::-1]:  # every other repeat reversed: no side always last
+                if side is None:
+                    theirs.append(timer_median(op, shape, args.core, args.min_run_time))
+                else:
+                    ours[side].append(flopsbench_median(op, shape, args.core, side))
             print(f"{op} {shape} repeat {repeat + 1}: "
                   + ", ".join(f"flopsbench[{checkout}] {ours[checkout][-1] * 1e3:.3f} ms" for checkout in checkouts)
                   + f", Timer {theirs[-1] * 1e3:.3f} ms", flush=True)
