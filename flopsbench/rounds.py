@@ -43,6 +43,11 @@ class Case:
         return f"{self.row.workload.name} {self.row.workload.shape}"
 
 
+def rounds_with_samples(budget: TimingBudget) -> int:
+    """The rounds that take samples (with ``exact_runs`` below ``rounds``, the last ones take none)."""
+    return sum(budget.round_share(index).exact_runs != 0 for index in range(budget.rounds))
+
+
 def round_seed(seed: int, index: int) -> int:
     """The seed that shuffles round ``index`` (recorded in the report's ``workers``)."""
     return seed * 1000 + index
@@ -52,9 +57,7 @@ def measure(report: Report, cases: Iterable[Case], transport, on_step: OnStep = 
     """Take ``cases`` (an iterable, so a caller may count them as they are taken), time them
     through ``transport`` (closed at the end), and mark the report complete; the rows are
     finished (noise warnings, never-timed rows not 'ok') even when interrupted."""
-    budget = report.execution.budget
-    # one worker per round, started now: they import while ``cases`` are counted
-    transport.start(sum(budget.round_share(index).exact_runs != 0 for index in range(budget.rounds)))
+    transport.start(rounds_with_samples(report.execution.budget))  # they import while ``cases`` are counted
     try:
         time_cases(report, list(cases), transport, on_step)
         report.complete = True

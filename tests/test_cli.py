@@ -273,5 +273,5 @@ def test_ctrl_c_keeps_finished_rows(monkeypatch, tmp_path):
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert sorted((r["Operator"], r["Runs"]) for r in rows) == sorted(
         (name, "1" if name in timed else "") for name in ("conv", "pconv", "pwconv"))
-    # 3 counted + 1 timed step of 3 × (1 + 4 rounds)
-    assert any("interrupted after 4 of 15 steps" in line for line in stderr_lines(result))
+    # 3 counted + 1 timed step of 3 × (1 + 2 rounds: --runs 2 over 4 rounds leaves the last two none)
+    assert any("interrupted after 4 of 9 steps" in line for line in stderr_lines(result))

@@ -27,6 +27,7 @@ from flopsbench import cuda, validation
 from flopsbench.environment import capture_environment
 from flopsbench.exporters import EXPORTERS, render
 from flopsbench.report import Report, write_atomically
+from flopsbench.rounds import rounds_with_samples
 from flopsbench.runner import run_all
 from flopsbench.ort_runtime import OPT_LEVELS
 from flopsbench.spec import DTYPES, RUNTIMES, Execution, Shape, TimingBudget, Workload
@@ -265,7 +266,7 @@ def measure_and_report(report: Report, workloads: list[Workload], fmt: str, outp
     stderr = Console(stderr=True)
     # count each, time each round, then break each down if asked
     execution = report.execution
-    steps = len(workloads) * (1 + execution.budget.rounds + (execution.breakdown_depth > 0)
+    steps = len(workloads) * (1 + rounds_with_samples(execution.budget) + (execution.breakdown_depth > 0)
                               + bool(execution.option("find_max_batch")))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=stderr, auto_refresh=False, transient=True)
