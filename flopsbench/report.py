@@ -126,7 +126,7 @@ class Report:
             raise ValueError(f"not a flopsbench report of schema version {SCHEMA_VERSION}")
         return cls(command=data["command"], execution=Execution.from_dict(data["execution"]),
                    environment=data["environment"], argv=data["argv"],
-                   rows=[Row.from_dict(r) for r in data["rows"]], workers=data.get("workers", []),
+                   rows=[Row.from_dict(r) for r in data["rows"]], workers=_list_of_dicts(data.get("workers")),
                    complete=data["complete"],
                    created_utc=data["created_utc"], finished_utc=data["finished_utc"],
                    tool_version=data["tool_version"])
@@ -140,6 +140,11 @@ class Report:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1) + "\n"
+
+
+def _list_of_dicts(value) -> list[dict]:
+    """A report's worker records, whatever a hand-edited or older file holds there."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -53,11 +53,12 @@ def summarize(samples: list[float]) -> Stats:
     # Modified z-score 0.6745·|x - median| / MAD; with MAD = 0 only values off the median count.
     deviation = np.abs(x - median)
     outliers = int(np.sum(0.6745 * deviation > OUTLIER_Z * mad)) if mad > 0 else int(np.sum(deviation > 0))
+    ci = median_ci(samples)
     return Stats(
         n=len(x), median_s=float(median), iqr_s=float(q3 - q1), q1_s=float(q1), q3_s=float(q3),
         mean_s=float(x.mean()), min_s=float(x.min()), max_s=float(x.max()),
         stdev_s=statistics.stdev(samples) if len(x) > 1 else 0.0, mad_s=mad, outliers=outliers,
-        **dict(zip(("ci_low_s", "ci_high_s"), median_ci(samples) or (None, None))),
+        ci_low_s=ci[0] if ci else None, ci_high_s=ci[1] if ci else None,
     )
 
 

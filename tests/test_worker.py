@@ -254,3 +254,12 @@ def test_sigint_during_a_round_keeps_the_samples_it_took(tmp_path, to_group):
     (row,) = data["rows"]
     assert data["complete"] is False and row["round_sizes"] and row["round_sizes"][0] > 10  # the round cut short
     assert row["status"] == "ok" and len(row["samples_s"]) == sum(row["round_sizes"])
+
+
+def test_a_reports_worker_records_are_checked_when_read(hand_report):
+    data = hand_report.to_dict()
+    for hostile, kept in (("not a list", []), ([{"pid": 1}, "x", 3], [{"pid": 1}])):
+        data["workers"] = hostile
+        assert Report.from_dict(data).workers == kept
+    del data["workers"]  # a report from before the workers existed
+    assert Report.from_dict(data).workers == []
