@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 from flopsbench import worker
 
 OnEvent = Callable[[dict], None]
+MAX_AHEAD = 8  # workers started ahead of their jobs (each holds an imported torch, ~0.3 GB)
 
 
 class FreshProcesses:
@@ -34,8 +35,10 @@ class FreshProcesses:
         self.ready: set[subprocess.Popen] = set()
 
     def start(self, count: int = 1) -> None:
-        """Launch ``count`` workers now (each imports its modules, then waits for a job)."""
-        for _ in range(count):
+        """Launch ``count`` workers now (each imports its modules, then waits for a job), at most
+        MAX_AHEAD at a time: a run of 50 rounds must not start 50 interpreters at once. The
+        rest start when their job comes."""
+        for _ in range(max(0, min(count, MAX_AHEAD - len(self.waiting)))):
             self.waiting.append(subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                                  text=True))
 

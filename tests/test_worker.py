@@ -263,3 +263,16 @@ def test_a_reports_worker_records_are_checked_when_read(hand_report):
         assert Report.from_dict(data).workers == kept
     del data["workers"]  # a report from before the workers existed
     assert Report.from_dict(data).workers == []
+
+
+def test_at_most_max_ahead_workers_are_started_ahead():
+    from flopsbench.transport import MAX_AHEAD
+
+    transport = FreshProcesses(prefix=("true",))  # 'true' ignores the rest: nothing is imported
+    try:
+        transport.start(50)
+        assert len(transport.waiting) == MAX_AHEAD
+        transport.start(3)
+        assert len(transport.waiting) == MAX_AHEAD
+    finally:
+        transport.close()
