@@ -26,13 +26,18 @@ def build_case(workload: Workload, execution: Execution, device: str = "cpu",
     else:
         op = operators.get_operator(workload.name)
         module = op.build_stack(workload.shape.c, workload.layers, **workload.param_dict).eval()
-    shape, dtype = workload.shape, TORCH_DTYPES[execution.dtype]
-    # Made on the device itself: a batch too large for a GPU fails there as a GPU out-of-memory
-    # error, not in host memory on its way over.
-    x = torch.randn(execution.batch, shape.c, shape.h, shape.w, device=device).to(dtype)
-    module = module.to(device=device, dtype=dtype)
+    x = build_input(workload, execution, device)
+    module = module.to(device=device, dtype=x.dtype)
     if fused and workload.fuse_bn:  # folded in the timed dtype, as the parent's checked fusion is
         module = fuse_bn(module, inplace=True)
     if execution.option("channels_last"):
         module, x = module.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     return module, x
+
+
+def build_input(workload: Workload, execution: Execution, device: str = "cpu") -> torch.Tensor:
+    """A batch of standard-normal input of the workload's shape and the run's dtype. Made on the
+    device itself: a batch too large for a GPU fails there as a GPU out-of-memory error, not in
+    host memory on its way over."""
+    shape = workload.shape
+    return torch.randn(execution.batch, shape.c, shape.h, shape.w, device=device).to(TORCH_DTYPES[execution.dtype])

@@ -1,11 +1,11 @@
 """The timing worker: a fresh process that only times.
 
 It gets a job (the cases' specs, the execution settings, the budget, the task, and for each case
-what earlier rounds recorded of how it ran, ``earlier``), builds each
-case from its spec and seed through its backend (or opens the case's ONNX file), pins itself,
-warms up, times, and streams events back: ``start`` (pid, the device's environment), then per
-case ``case`` (begun) and its result (``samples``, ``max_batch`` or ``breakdown``) or ``error``,
-and ``done`` (or ``interrupted``). Events are JSON lines on stdout::
+what earlier rounds recorded of how it ran, ``earlier``), builds each case from its spec and seed
+through its backend (or opens the case's ONNX file), pins itself, warms up, times, and streams
+events back: ``ready``, ``start`` (pid, the device's environment), then per case ``case`` (begun)
+and its result (``samples``, ``max_batch`` or ``breakdown``) or ``error``, and ``done`` (or
+``interrupted``). Events are JSON lines on stdout::
 
     python -m flopsbench.worker --preload torch,operators < job.json
 
@@ -92,7 +92,7 @@ def break_down(case: dict, prepared: Prepared, backend: Backend, execution: Exec
 
     with prepared.settings():  # parts are timed as the whole model was
         parts = time_parts(prepared.module, prepared.x, execution.breakdown_depth, execution, budget,
-                               lambda call: backend.timer(call, execution))
+                           lambda call: backend.timer(call, execution))
     send({"event": "breakdown", "id": case["id"], "parts": parts})
 
 

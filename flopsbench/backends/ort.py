@@ -18,15 +18,11 @@ class OnnxRuntime(Backend):
     preload = ("flopsbench.backends.ort",)  # and with it onnxruntime and numpy
 
     def stage(self, row, module, x, execution: Execution) -> dict:
-        import torch
-
-        from flopsbench.build import TORCH_DTYPES
+        from flopsbench.build import build_input
         from flopsbench.onnx_export import cached_export, compare_with_torch, export_metadata
 
         if x is None:  # counted at small batches: the export takes the run's own batch
-            shape = row.workload.shape
-            torch.manual_seed(execution.seed)
-            x = torch.randn(execution.batch, shape.c, shape.h, shape.w).to(TORCH_DTYPES[execution.dtype])
+            x = build_input(row.workload, execution)
 
         path, cached = cached_export(module, x, export_metadata(row, execution))
         session, _ = session_for(path, execution)
