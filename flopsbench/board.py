@@ -184,7 +184,8 @@ def measure(args: argparse.Namespace, argv: list[str]) -> Report:
                    "exported_with": metadata.get("exported_with") if metadata else None,
                    "pconv_exported_as": "split_cat" if metadata else None}
     command = "model" if row.workload.kind == "model" else "ops"
-    report = Report(command=command, execution=execution, environment=capture_environment(with_torch=False),
+    environment = capture_environment(with_torch=False, cores=cores)  # clock of the cores timed on
+    report = Report(command=command, execution=execution, environment=environment,
                     argv=[PROG, *argv], rows=[row])
     # This process only loaded the file; the rounds are timed in fresh workers, as ops/model's are.
     case = Case(row, {"workload": row.workload.to_dict(), "onnx": str(path.resolve())})
@@ -233,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(report), file=sys.stderr)
     for warning in report.rows[0].warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    for note in report.rows[0].notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.output != "-":
         print(f"wrote {args.output}", file=sys.stderr)
     if not report.complete:

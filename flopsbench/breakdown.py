@@ -2,19 +2,30 @@
 module tree (depth 2 of FasterNet is its stages and patch mergings, depth 4 its blocks).
 
 Each part is timed on its own in a worker, on the very input it receives inside the whole model
-(captured with forward pre-hooks), with the same timing loop as whole workloads; its FLOPs come
-from fvcore's per-module count of the whole model, its bytes from the memory counter, both
-counted in the parent."""
+(captured with forward pre-hooks), with the timer the whole model's row was timed with (CUDA
+graphs, L2 flushes, back-to-back calls, as asked); its FLOPs come from fvcore's per-module count
+of the whole model, its bytes from the memory counter, both counted in the parent. The whole model
+is timed in the same worker, in passes interleaved with its parts, so that a change in the
+machine's speed affects both alike: the parts' medians then sum to a measured fraction of the
+whole's (time outside the parts, or lost by timing each alone, is the gap), and each part's share
+of time is of the whole model.
+
+Torch-free at import: the parent's rounds loop checks a worker's times with ``check_times``."""
 
 from __future__ import annotations
 
-from typing import Callable
-
-import torch
+from functools import partial
+from typing import TYPE_CHECKING, Callable
 
 from flopsbench.cpu import pinned
 from flopsbench.spec import Execution, TimingBudget
+from flopsbench.stats import noise_warnings, round_medians, summarize
 from flopsbench.timing import collect, warm_up
+
+if TYPE_CHECKING:
+    import torch
+
+SUM_TOLERANCE = 0.10  # the parts' medians may sum to 1 ± this × the whole's before a warning
 
 
 def modules_at_depth(model: torch.nn.Module, depth: int) -> list[tuple[str, torch.nn.Module]]:
@@ -30,6 +41,8 @@ def modules_at_depth(model: torch.nn.Module, depth: int) -> list[tuple[str, torc
 
 def capture_inputs(model: torch.nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, tuple]:
     """The positional inputs each named module receives during one forward pass of ``model``."""
+    import torch
+
     modules = dict(model.named_modules())
     inputs: dict[str, tuple] = {}
 
@@ -64,20 +77,65 @@ def count_parts(model: torch.nn.Module, x: torch.Tensor, depth: int) -> list[dic
 
 
 def time_parts(model: torch.nn.Module, x: torch.Tensor, depth: int, execution: Execution, budget: TimingBudget,
-               timer_for: Callable[[Callable], Callable[[], float] | None] = lambda call: None) -> list[dict]:
-    """Each part timed on its own, on the input it receives inside the whole model;
-    ``timer_for(fn)`` times a part (CUDA events on a GPU), None: the wall clock."""
+               timer_for: Callable[[Callable], Callable[[], float] | None] = lambda call: None,
+               whole_call: Callable[[], object] | None = None,
+               whole_timer: Callable[[], float] | None = None) -> tuple[dict, list[dict]]:
+    """The whole model (``whole_call`` timed by ``whole_timer``, as its row was; by default
+    ``model(x)`` on the wall clock) and each part, on the input it receives inside the whole
+    model, timed by ``timer_for(call)`` (None: the wall clock). ``budget.rounds`` passes each
+    time the whole, then every part, in turn (every other pass in reverse order, so none is
+    always first), each taking its ``round_share`` of the budget. Returns the whole's and the
+    parts' samples with the count each pass took (``pass_sizes``)."""
+    import torch
+
     parts = modules_at_depth(model, depth)
     inputs = capture_inputs(model, x, [name for name, _ in parts])
-    timed = []
+    items = [({"samples_s": [], "pass_sizes": []}, whole_call or (lambda: model(x)), whole_timer)]
     for name, module in parts:
-        if name not in inputs:
-            continue
-        args = inputs[name]
-        call = lambda: module(*args)  # noqa: E731
-        time_once = timer_for(call)  # synchronous, so also the warm-up call
-        with pinned(execution.threads, execution.cores), torch.inference_mode():
-            warm_up(time_once or call, budget)
-            samples = collect(call, budget, time_once=time_once)
-        timed.append({"part": name, "samples_s": samples})
-    return timed
+        if name in inputs:
+            call = partial(module, *inputs[name])
+            items.append(({"part": name, "samples_s": [], "pass_sizes": []}, call, timer_for(call)))
+    with pinned(execution.threads, execution.cores), torch.inference_mode():
+        for index in range(budget.rounds):
+            share = budget.round_share(index)
+            for record, call, time_once in items if index % 2 == 0 else items[::-1]:
+                warm_up(time_once or call, share)  # through the timer: synchronous on a GPU
+                samples = collect(call, share, time_once=time_once)
+                record["samples_s"] += samples
+                record["pass_sizes"].append(len(samples))
+    whole, *timed = (record for record, _, _ in items)
+    return whole, timed
+
+
+def check_times(parts: list[dict], whole: dict) -> list[str]:
+    """The parent's checks of a breakdown's times (``median_s`` and ``samples_s`` of each part
+    and of the whole, ``pass_sizes`` where known): sets ``whole["parts_sum_ratio"]`` (the parts'
+    medians summed over the whole's median; None unless all were timed) and each timed part's
+    ``warnings`` (the noise checks of a row); returns the row's warnings: one if the sum is off by
+    more than SUM_TOLERANCE, one naming the noisy parts."""
+    medians = [part.get("median_s") for part in parts]
+    timed = bool(parts) and bool(whole.get("median_s")) and None not in medians
+    whole["parts_sum_ratio"] = sum(medians) / whole["median_s"] if timed else None
+    for item in [*parts, whole]:
+        item["warnings"] = _noise(item)
+    warnings = []
+    ratio = whole["parts_sum_ratio"]
+    if ratio is not None and abs(ratio - 1) > SUM_TOLERANCE:
+        warnings.append(f"breakdown: the parts' medians sum to {ratio:.2f} × the whole model's (timed side by "
+                        "side in one worker); the gap is time spent outside the parts (glue ops, launches) or a "
+                        "difference made by timing each part alone (its own launches and synchronisation, other "
+                        "cache contents)")
+    noisy = [part["part"] for part in parts if part["warnings"]] + (["the whole model"] if whole["warnings"] else [])
+    if noisy:
+        warnings.append(f"breakdown: noisy timings of {', '.join(noisy)}; their own warnings are in the report's "
+                        "breakdown records; raise --breakdown-time, or pin to an idle core with --cores")
+    return warnings
+
+
+def _noise(item: dict) -> list[str]:
+    """A row's noise checks on one timed item; drift between passes only with 3+ samples in each."""
+    samples, sizes = item.get("samples_s") or [], item.get("pass_sizes") or []
+    if not samples:
+        return []
+    medians = round_medians(samples, sizes) if sizes and min(sizes) >= 3 else []
+    return noise_warnings(summarize(samples), medians)

@@ -8,16 +8,18 @@ import torch
 import operators
 from flopsbench.spec import Execution, Workload
 from operators.baselines import resolve_model
-from operators.fusion import fuse_bn
+from operators.fusion import fold_bn
 from operators.weights import load_official_weights
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def build_case(workload: Workload, execution: Execution, device: str = "cpu",
-               fused: bool = False) -> tuple[torch.nn.Module, torch.Tensor]:
+               bn_pairs: list[tuple[str, str]] | None = None) -> tuple[torch.nn.Module, torch.Tensor]:
     """The module in eval mode and its input on ``device``, deterministic for a given seed;
-    ``fused``: with BN folded into the convs if the workload asks for it."""
+    ``bn_pairs``: the (conv, BN) module names to fold, as the parent found and checked them
+    (``runner.fused_checked``): a worker folds them without tracing anything, since a forward
+    pass under a dispatch mode would change the speed of what it times next."""
     torch.manual_seed(execution.seed)
     if workload.kind == "model":
         module = resolve_model(workload.name).create(**workload.param_dict).eval()
@@ -27,12 +29,20 @@ def build_case(workload: Workload, execution: Execution, device: str = "cpu",
         op = operators.get_operator(workload.name)
         module = op.build_stack(workload.shape.c, workload.layers, **workload.param_dict).eval()
     x = build_input(workload, execution, device)
+    if bn_pairs and workload.fuse_bn:  # folded in fp32, then cast: a fold in fp16/bf16 rounds twice as much
+        module = fold_bn(module, bn_pairs, inplace=True)
     module = module.to(device=device, dtype=x.dtype)
-    if fused and workload.fuse_bn:  # folded in the timed dtype, as the parent's checked fusion is
-        module = fuse_bn(module, inplace=True)
     if execution.option("channels_last"):
         module, x = module.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     return module, x
+
+
+def bn_pairs_from(job_value) -> list[tuple[str, str]]:
+    """The (conv, BN) pairs of a worker's job, checked: pairs of module names, nothing else."""
+    if not isinstance(job_value, list):
+        return []
+    return [(pair[0], pair[1]) for pair in job_value
+            if isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(name, str) for name in pair)]
 
 
 def build_input(workload: Workload, execution: Execution, device: str = "cpu") -> torch.Tensor:

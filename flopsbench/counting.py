@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -19,9 +20,36 @@ class FlopCount:
     total: int
     by_operator: dict[str, int]
     unsupported_ops: dict[str, int]
+    zero_flop_ops: dict[str, int]  # calls of the ops fvcore ignores by design (counted as 0 FLOPs)
 
 
-def fvcore_analysis(module: torch.nn.Module, *inputs: torch.Tensor) -> FlopCountAnalysis:
+class ZeroListingFlopCountAnalysis(FlopCountAnalysis):
+    """fvcore's analysis that also counts the calls of the ops on its ignore list (``relu``,
+    ``cat``, reshapes...), which it otherwise drops silently: neither counted nor listed as
+    unsupported. Each such op gets a handle (fvcore's public ``set_op_handle``) that counts
+    its call and returns 0, which adds nothing to fvcore's Counters, so every FLOP count stays
+    as it was, in the same single trace. ``prim::`` graph plumbing (constants, lists) is not
+    listed: it runs no operator."""
+
+    def __init__(self, model: torch.nn.Module, inputs) -> None:
+        super().__init__(model, inputs)
+        self._zero_flop_calls: Counter[str] = Counter()
+        # _ignored_ops is fvcore's ignore list as set for this analysis (fvcore has no public getter).
+        self.set_op_handle(**{kind: self._call_counter(kind) for kind in sorted(self._ignored_ops)})
+
+    def _call_counter(self, kind: str):
+        def handle(inputs, outputs) -> int:
+            self._zero_flop_calls[kind] += 1
+            return 0
+        return handle
+
+    def zero_flop_ops(self) -> Counter[str]:
+        """Calls of each ignored op in the traced graph (fvcore runs its analysis once, cached)."""
+        self.total()
+        return Counter(self._zero_flop_calls)
+
+
+def fvcore_analysis(module: torch.nn.Module, *inputs: torch.Tensor) -> ZeroListingFlopCountAnalysis:
     """fvcore's analysis, already run (its results are cached), without its warnings.
 
     fvcore has no formula for ``scaled_dot_product_attention``, so timm modules that use it
@@ -33,7 +61,7 @@ def fvcore_analysis(module: torch.nn.Module, *inputs: torch.Tensor) -> FlopCount
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # fvcore's jit tracing warns about deprecated APIs
-            analysis = FlopCountAnalysis(module, inputs)
+            analysis = ZeroListingFlopCountAnalysis(module, inputs)
             analysis.unsupported_ops_warnings(False)
             analysis.uncalled_modules_warnings(False)
             analysis.total()
@@ -44,9 +72,11 @@ def fvcore_analysis(module: torch.nn.Module, *inputs: torch.Tensor) -> FlopCount
 
 
 def count_flops(module: torch.nn.Module, *inputs: torch.Tensor) -> FlopCount:
-    """fvcore's count, with the ops fvcore has no handle for listed (they count as zero)."""
+    """fvcore's count, with every op it counts as zero listed with its calls: those it has no
+    formula for (``unsupported_ops``) and those it ignores by design (``zero_flop_ops``)."""
     analysis = fvcore_analysis(module, *inputs)
-    return FlopCount(int(analysis.total()), dict(analysis.by_operator()), dict(analysis.unsupported_ops()))
+    return FlopCount(int(analysis.total()), dict(analysis.by_operator()), dict(analysis.unsupported_ops()),
+                     dict(analysis.zero_flop_ops()))
 
 
 def count_params(module: torch.nn.Module) -> int:

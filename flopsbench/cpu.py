@@ -55,21 +55,30 @@ def set_interop_threads_once(n: int = 1) -> int:
 
 
 @contextmanager
-def pinned(threads: int, cores: tuple[int, ...], torch_threads: bool = True) -> Iterator[None]:
+def pinned(threads: int, cores: tuple[int, ...], torch_threads: bool = True,
+           keep_workers: bool = False) -> Iterator[None]:
     """Every thread pinned to ``cores`` and (``torch_threads``) torch intra-op threads =
-    ``threads``; both restored. onnxruntime takes its thread count from its session instead."""
+    ``threads``; both restored. onnxruntime takes its thread count from its session instead, and
+    pins each of its workers to a core of its own (``keep_workers``): then a thread already pinned
+    within ``cores`` keeps its affinity, and the calling thread takes the first core, the one
+    onnxruntime leaves it."""
     if torch_threads:
         import torch
     saved_threads = torch.get_num_threads() if torch_threads else None
+    caller = threading.get_native_id()
     saved_affinity = thread_affinities()
+    targets = {tid: cores for tid in saved_affinity}
+    if keep_workers:
+        targets = {tid: cores for tid, cpus in saved_affinity.items() if not set(cpus) <= set(cores)}
+        targets[caller] = cores[:1]
     # Threads born while pinned get the affinity the caller had before.
-    fallback = saved_affinity.get(threading.get_native_id(), allowed_cores())
+    fallback = saved_affinity.get(caller, allowed_cores())
     try:
         if torch_threads:
             torch.set_num_threads(threads)
-        for tid in saved_affinity:
+        for tid, cpus in targets.items():
             try:
-                os.sched_setaffinity(tid, cores)
+                os.sched_setaffinity(tid, cpus)
             except (ProcessLookupError, PermissionError):
                 pass
         yield

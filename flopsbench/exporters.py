@@ -15,8 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 import operators
-from flopsbench.paper import DEVICE_COLUMNS, protocol_mismatch, table1_row, table3_row
-from flopsbench.report import Report, Row, derived as derive
+from flopsbench.paper import DEVICE_COLUMNS, precision_label, protocol_mismatch, table1_row, table3_row
+from flopsbench.report import Report, Row, derived as derive, per_image
 from operators.baselines import resolve_model
 
 FLOPS_NOTE = "FLOPs: fvcore count, 1 multiply-add = 1 FLOP (FasterNet paper footnote 1)."
@@ -28,6 +28,23 @@ MODEL_NOTE = ("Models: Tab. 3 FLOPs = fvcore on the unfused eval model (BN count
               "Tab. 8 = with BN folded into convs (the README / Table 8 count), which is the model timed "
               "unless bn=unfused. Params = all parameters of the unfused model. Mem impl in MB (10^6 bytes): "
               "what the executed aten ops read and write. FLOPS = timed model's FLOPs / median.")
+
+def batch_note(batch: int) -> str:
+    """What the columns count when a run times more than one image (the paper's Table 1 and CPU/ARM
+    columns are batch 1; its GPU throughput is batch 32)."""
+    return (f"Batch {batch}: FLOPs (and params) are per image, as in the paper's tables; memory access, latency "
+            f"and FLOPS are of the whole batch of {batch} (FLOPS = the batch's FLOPs / median).")
+
+
+ORT_MEMORY_NOTE = ("onnxruntime: memory access of its graph is not measured, so 'Mem impl' and intensity are "
+                   "left out (the JSON's memory_impl is PyTorch eager's, for reference).")
+
+
+def runtime_note(execution) -> str:
+    """The caveat of putting this run's numbers beside the paper's, which all come from PyTorch."""
+    return (f"Paper columns: the paper timed PyTorch on every device; this run timed {execution.runtime} "
+            f"(its CPU execution provider), so the ratios compare two runtimes as well as two machines.")
+
 
 TEXT_COLUMNS = ("Operator", "Model", "Options", "Shape", "Input", "Status")
 
@@ -63,12 +80,15 @@ def frame(report: Report, paper: bool = False) -> pd.DataFrame:
     return df
 
 
-def _timing_columns(row: Row, batch: int) -> dict:
+def _timing_columns(row: Row, execution) -> dict:
     stats = row.stats
-    derived = derive(row.flops, row.memory_impl_bytes, stats, batch)
+    derived = derive(row.flops, row.memory_impl_bytes, stats, execution.batch)
+    # The implementation's bytes are those of PyTorch's eager kernels: beside onnxruntime's
+    # latency (another graph, other kernels) they would pass for what was timed, so they are left out.
+    eager = execution.runtime == "torch"
     return {
-        "Mem impl [MB]": _scaled(row.memory_impl_bytes, 1e6),
-        "Intensity [FLOP/B]": derived["arithmetic_intensity_flop_per_byte"],
+        **({"Mem impl [MB]": _scaled(row.memory_impl_bytes, 1e6),
+            "Intensity [FLOP/B]": derived["arithmetic_intensity_flop_per_byte"]} if eager else {}),
         "Median [ms]": _scaled(stats and stats.median_s, 1e-3),
         "IQR [ms]": _scaled(stats and stats.iqr_s, 1e-3),
         "FLOPS [G/s]": _scaled(derived["flops_per_s"], 1e9),
@@ -87,9 +107,9 @@ def _operator_record(row: Row, report: Report, paper: bool) -> dict:
         "Layers": row.workload.layers,
         "Batch": report.execution.batch,
         "Params [K]": _scaled(row.params, 1e3),
-        "FLOPs [M]": _scaled(row.flops, 1e6),
+        "FLOPs [M]": _scaled(per_image(row.flops, report.execution.batch), 1e6),
         "Mem ideal [MB]": _scaled(row.memory_ideal_bytes, 1e6),
-        **_timing_columns(row, report.execution.batch),
+        **_timing_columns(row, report.execution),
     }
     if paper:
         ref = table1_row(row.workload)
@@ -108,9 +128,9 @@ def _model_record(row: Row, report: Report, paper: bool) -> dict:
         "Input": str(row.workload.shape),
         "Batch": report.execution.batch,
         "Params [M]": _scaled(row.params, 1e6),
-        "FLOPs [G] (Tab. 3, unfused)": _scaled(row.flops_unfused, 1e9),
-        "FLOPs [G] (Tab. 8, BN fused)": _scaled(row.flops_fused, 1e9),
-        **_timing_columns(row, report.execution.batch),
+        "FLOPs [G] (Tab. 3, unfused)": _scaled(per_image(row.flops_unfused, report.execution.batch), 1e9),
+        "FLOPs [G] (Tab. 8, BN fused)": _scaled(per_image(row.flops_fused, report.execution.batch), 1e9),
+        **_timing_columns(row, report.execution),
     }
     if paper:
         ref = table3_row(row.workload)
@@ -139,19 +159,29 @@ def _paper_time_columns(ref: dict | None, time_key: str, device: str) -> dict:
 
 
 def breakdown_frame(row: Row) -> pd.DataFrame:
-    """Where one model's time, FLOPs and memory go, per part, with each part's share."""
-    parts = [p for p in row.breakdown or [] if p["type"] != "Identity"]  # e.g. a BN folded away
-    total_time = sum(p["median_s"] or 0 for p in parts) or None
-    total_flops = sum(p["flops"] for p in parts) or None
+    """Where one model's time, FLOPs and memory go, per part, then the parts' sum and the whole
+    model (timed beside its parts in their worker); each share is of the whole model, so a gap
+    between the sum and the whole shows as the sum's share falling short of (or passing) 100 %."""
+    shown = [p for p in row.breakdown or [] if p["type"] != "Identity"]  # e.g. a BN folded away
+    medians = [p["median_s"] for p in row.breakdown or []]  # the sum counts every part, shown or not
+    parts_sum = {"part": "sum of parts", "type": None, "flops": sum(p["flops"] for p in row.breakdown or []),
+                 "memory_bytes": sum(p["memory_bytes"] for p in row.breakdown or []),
+                 "median_s": sum(medians) if medians and None not in medians else None}
+    whole = {"part": "whole model", "type": None, "flops": row.flops if row.flops is not None else parts_sum["flops"],
+             "memory_bytes": row.memory_impl_bytes, "median_s": (row.breakdown_whole or {}).get("median_s")}
+
+    def share(part: float | None, of: float | None) -> float | None:
+        return 100 * part / of if part is not None and of else None
+
     return pd.DataFrame.from_records([{
         "Part": p["part"], "Type": p["type"],
         "FLOPs [M]": p["flops"] / 1e6,
-        "FLOPs [%]": 100 * p["flops"] / total_flops if total_flops else None,
-        "Mem [MB]": p["memory_bytes"] / 1e6,
+        "FLOPs [%]": share(p["flops"], whole["flops"]),
+        "Mem [MB]": _scaled(p["memory_bytes"], 1e6),
         "Median [ms]": _scaled(p["median_s"], 1e-3),
-        "Time [%]": 100 * p["median_s"] / total_time if total_time and p["median_s"] else None,
+        "Time [%]": share(p["median_s"], whole["median_s"]),
         "FLOPS [G/s]": p["flops"] / p["median_s"] / 1e9 if p["median_s"] else None,
-    } for p in parts])
+    } for p in [*shown, parts_sum, whole]])
 
 
 def _scaled(value: float | None, unit: float) -> float | None:
@@ -195,10 +225,13 @@ def header_lines(report: Report, paper: bool = False) -> list[str]:
                  f"{list(ex.cores)}")
     mismatch = protocol_mismatch(ex) if paper else None
     return [
-        f"flopsbench {report.command} on {ex.device}: {where}, batch {ex.batch}, {ex.dtype}, "
+        f"flopsbench {report.command} on {ex.device}: {where}, batch {ex.batch}, {precision_label(ex)}, "
         f"{ex.runtime} {env.get('libraries', {}).get(ex.runtime)}{state}",
         FLOPS_NOTE,
+        *([batch_note(ex.batch)] if ex.batch > 1 else []),
         MODEL_NOTE if report.command == "model" else MEMORY_NOTE,
+        *([ORT_MEMORY_NOTE] if ex.runtime == "onnxruntime" else []),
+        *([runtime_note(ex)] if paper and ex.runtime != "torch" else []),
         *([f"Paper ratios left out: {mismatch}."] if mismatch else []),
     ]
 
@@ -209,11 +242,15 @@ def warning_lines(report: Report) -> list[str]:
     for i, row in enumerate(report.rows, 1):
         where = f"row {i} ({row.workload.name} {row.workload.shape})"
         if row.error:
-            lines.append(f"{where}: {row.status}: {row.error.removeprefix('skipped: ')}")
+            lines.append(f"{where}: {row.status}: {row.error}")
         lines += [f"{where}: {w}" for w in row.warnings]
+        lines += [f"{where}: note: {n}" for n in row.notes]
         if row.unsupported_ops:
             lines.append(f"{where}: fvcore has no FLOP formula for {', '.join(sorted(row.unsupported_ops))} "
                          "(counted as 0)")
+        if row.zero_flop_ops:
+            calls = ", ".join(f"{op} ×{n}" for op, n in sorted(row.zero_flop_ops.items()))
+            lines.append(f"{where}: fvcore counts these as 0 FLOPs by design: {calls}")
     return lines
 
 
@@ -228,8 +265,9 @@ def export_csv(report: Report, stream: TextIO, paper: bool = False) -> None:
 def _breakdowns(report: Report) -> list[tuple[str, pd.DataFrame]]:
     """(title, formatted frame) for each row that has a breakdown."""
     depth = report.execution.breakdown_depth
-    return [(f"Breakdown of {row.workload.name} {row.workload.shape} (modules at depth {depth}; "
-             "each part timed alone on its own input)", breakdown_frame(row).astype(object).map(_fmt))
+    return [(f"Breakdown of {row.workload.name} {row.workload.shape} (modules at depth {depth}; each part timed "
+             "alone on its own input, in turn with the whole model; Time [%] is of the whole model's median)",
+             breakdown_frame(row).astype(object).map(_fmt))
             for row in report.rows if row.breakdown]
 
 

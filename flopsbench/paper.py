@@ -24,13 +24,20 @@ DEVICE_COLUMNS = {
 PROTOCOL = {"cpu": (1, "fp32"), "arm": (1, "fp32"), "cuda": (32, "fp32")}
 
 
+def precision_label(execution: Execution) -> str:
+    """The dtype as computed: on a GPU, fp32 is IEEE fp32 or (--tf32) rounded to TF32 in convs and matmuls."""
+    if execution.device != "cuda" or execution.dtype != "fp32":
+        return execution.dtype
+    return "fp32 with TF32 convs and matmuls" if execution.option("tf32") else "fp32 (IEEE, no TF32)"
+
+
 def protocol_mismatch(execution: Execution) -> str | None:
     """Why this run's numbers cannot be divided by the paper's, or None if they can."""
     batch, dtype = PROTOCOL[execution.device]
-    if (execution.batch, execution.dtype) == (batch, dtype):
+    if (execution.batch, execution.dtype) == (batch, dtype) and not execution.option("tf32"):
         return None
-    return (f"the paper measured {execution.device} at batch {batch}, {dtype}; this run used batch "
-            f"{execution.batch}, {execution.dtype}")
+    return (f"the paper measured {execution.device} at batch {batch}, {dtype} (IEEE); this run used batch "
+            f"{execution.batch}, {precision_label(execution)}")
 
 
 @lru_cache(maxsize=1)

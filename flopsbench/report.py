@@ -30,7 +30,7 @@ def error_line(exc: BaseException) -> str:
 
 @dataclass
 class Row:
-    """One measured case. ``status`` is 'ok', 'error' or 'skipped' (then ``error`` says why)."""
+    """One measured case. ``status`` is 'ok', 'error' or 'not timed' (then ``error`` says why)."""
 
     workload: Workload
     status: str = "ok"
@@ -41,8 +41,10 @@ class Row:
     flops_unfused: int | None = None  # models: fvcore on the unfused eval model (paper Table 3)
     flops_fused: int | None = None  # models: fvcore with BN folded into convs (Table 8 / README)
     params_without_bn: int | None = None  # models: the rule the published FasterNet params follow
+    bn_folded: list | None = None  # models: the (conv, BN) pairs folded, as one executed forward pass showed them
     flops_by_operator: dict[str, int] = field(default_factory=dict)
-    unsupported_ops: dict[str, int] = field(default_factory=dict)
+    unsupported_ops: dict[str, int] = field(default_factory=dict)  # op -> calls, ops fvcore has no formula for
+    zero_flop_ops: dict[str, int] = field(default_factory=dict)  # op -> calls, ops fvcore ignores by design (0 FLOPs)
     memory_ideal_elements: int | None = None
     memory_ideal_bytes: int | None = None
     memory_impl: dict | None = None  # MemoryAccess.to_dict()
@@ -55,7 +57,11 @@ class Row:
     runtime: dict | None = None  # onnxruntime: session settings, ONNX file, check against torch; cuda: knobs
     max_batch: int | None = None  # --find-max-batch: the largest batch that fit in GPU memory
     breakdown: list[dict] | None = None  # per part (module or op kind): FLOPs, bytes, time
-    warnings: list[str] = field(default_factory=list)
+    # --breakdown: the whole model timed in the parts' worker, interleaved with them (samples_s,
+    # pass_sizes, median_s, warnings), and parts_sum_ratio: the parts' medians summed / its median
+    breakdown_whole: dict | None = None
+    warnings: list[str] = field(default_factory=list)  # each makes an 'ok' row's shown status 'warn'
+    notes: list[str] = field(default_factory=list)  # informational (e.g. drift not checked): shown, status unchanged
 
     @property
     def stats(self) -> Stats | None:
@@ -71,12 +77,30 @@ class Row:
         data["memory_impl_bytes"] = self.memory_impl_bytes
         data["stats"] = stats.to_dict() if stats else None
         data["derived"] = derived(self.flops, self.memory_impl_bytes, stats, batch)
+        data["per_image"] = {name: per_image(getattr(self, name), batch) for name in PER_IMAGE}
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "Row":
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "workload"}
+        notes = data.get("notes")
+        fields["notes"] = [n for n in notes if isinstance(n, str)] if isinstance(notes, list) else []
         return cls(workload=Workload.from_dict(data["workload"]), **fields)
+
+
+# The counts a paper's table gives per image (FLOPs); the row's own fields are totals for the
+# whole batch of ``execution.batch`` images, which is what FLOPS divides by the median latency.
+PER_IMAGE = ("flops", "flops_analytic", "flops_unfused", "flops_fused")
+BATCH_SCOPE = ("row fields flops*, memory_* and samples_s are for the whole batch of execution.batch images; "
+               "per_image holds the FLOPs of one image (the paper's tables); params do not depend on the batch")
+
+
+def per_image(total: int | None, batch: int) -> int | float | None:
+    """A FLOP count of one image from the batch's: FLOPs are linear in the batch (no FLOPs without
+    an image), so this is exact (an int whenever the division is)."""
+    if total is None:
+        return None
+    return total // batch if total % batch == 0 else total / batch
 
 
 def derived(flops: int | None, memory_bytes: int | None, stats: Stats | None, batch: int) -> dict:
@@ -113,7 +137,9 @@ class Report:
             "finished_utc": self.finished_utc,
             "complete": self.complete,
             "flop_convention": FLOP_CONVENTION,
-            "memory_unit": "bytes (ideal: paper Eqs. 2/3/5 in elements × element size)",
+            "batch_scope": BATCH_SCOPE,
+            "memory_unit": "bytes (ideal: paper Eqs. 2/3/5 in elements × element size; impl: what PyTorch's eager "
+                           "kernels read and write, for onnxruntime rows too)",
             "execution": self.execution.to_dict(),
             "environment": self.environment,
             "workers": self.workers,

@@ -19,6 +19,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
+from flopsbench.breakdown import check_times
 from flopsbench.report import Report, Row, utc_now
 from flopsbench.sampling import finish_row
 from flopsbench.spec import TimingBudget
@@ -26,6 +27,7 @@ from flopsbench.stats import median_ci, round_medians
 
 OnStep = Callable[[Report, str], None]
 BREAKDOWN_WARMUP_S = 0.05
+BREAKDOWN_PASSES = 3  # passes over the whole model and its parts in a --breakdown job, each a share of the time
 RESULT = {"time": "samples", "max_batch": "max_batch", "breakdown": "breakdown"}  # the event that answers a task
 TASK_OPTION = {"max_batch": "--find-max-batch", "breakdown": "--breakdown"}  # steps after timing
 
@@ -90,7 +92,9 @@ def time_cases(report: Report, cases: list[Case], transport, on_step: OnStep = l
             run_job(report, [case], "max_batch", execution.budget, transport,
                     lambda case: on_step(report, f"largest batch {case.label}"))
     if execution.breakdown_depth > 0:
-        budget = TimingBudget(warmup_s=BREAKDOWN_WARMUP_S, min_time_s=execution.breakdown_time_s, min_runs=3, rounds=1)
+        # --breakdown-time in all per part (and for the whole), shared among the passes
+        budget = TimingBudget(warmup_s=BREAKDOWN_WARMUP_S, min_time_s=execution.breakdown_time_s,
+                              min_runs=BREAKDOWN_PASSES, rounds=BREAKDOWN_PASSES)
         for case in [case for case in cases if case.row.status == "ok" and case.row.breakdown is not None]:
             run_job(report, [case], "breakdown", budget, transport,
                     lambda case: on_step(report, f"breakdown {case.label}"))
@@ -179,6 +183,9 @@ class WorkerEvents:
             row.affinity = event["affinity"]
         if isinstance(event.get("runtime"), dict):
             row.runtime = {**(row.runtime or {}), **event["runtime"]}
+        for warning in _list(event.get("warnings")):  # e.g. the GPU throttled: said once, however many rounds
+            if isinstance(warning, str) and warning not in row.warnings:
+                row.warnings.append(warning)
         pid = self.record["pid"]
         if samples and pid is not None and pid not in row.worker_pids:
             row.worker_pids.append(pid)
@@ -190,9 +197,9 @@ class WorkerEvents:
     def _breakdown(self, row: Row, event: dict) -> None:
         timed = {str(part.get("part")): part for part in _list(event.get("parts")) if isinstance(part, dict)}
         for part in row.breakdown or []:
-            samples = _seconds(timed.get(part["part"], {}).get("samples_s"))
-            part["samples_s"] = samples
-            part["median_s"] = statistics.median(samples) if samples else None
+            part.update(_timed(timed.get(part["part"])))
+        row.breakdown_whole = _timed(event.get("whole"))
+        row.warnings.extend(check_times(row.breakdown or [], row.breakdown_whole))
 
     def _error(self, row: Row, event: dict) -> None:
         message = str(event.get("error") or "the worker reported an error without a message")
@@ -210,6 +217,17 @@ class WorkerEvents:
         for case_id in stuck:
             self._error(self.pending.pop(case_id).row,
                         {"error": f"the worker process ended (exit code {exit_code}) before answering"})
+
+
+def _timed(item) -> dict:
+    """One timed item of a breakdown event: its samples, their median, and the samples each pass
+    took (dropped unless they count the samples)."""
+    item = item if isinstance(item, dict) else {}
+    samples = _seconds(item.get("samples_s"))
+    sizes = _list(item.get("pass_sizes"))
+    counted = all(_int(size) is not None and size >= 0 for size in sizes) and sum(sizes) == len(samples)
+    return {"samples_s": samples, "pass_sizes": sizes if counted else [],
+            "median_s": statistics.median(samples) if samples else None}
 
 
 def _int(value) -> int | None:

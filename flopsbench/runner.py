@@ -10,6 +10,7 @@ caller keeps what is done."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import Callable, Iterable, Iterator
 
@@ -24,10 +25,11 @@ from flopsbench.memory import count_memory_access
 from flopsbench.report import Report, Row, error_line
 from flopsbench.rounds import Case, measure
 from flopsbench.spec import Execution, Workload
-from operators.fusion import fuse_bn
+from operators.fusion import conv_bn_pairs, fold_bn, randomize_bn
 
-# Fused and unfused outputs must agree this closely (relative, and absolute × the outputs' magnitude).
-FUSION_TOLERANCE = {torch.float32: 1e-3, torch.float16: 5e-2, torch.bfloat16: 1e-1}
+# A fused copy with random BN statistics must agree with the same copy unfused this closely, in fp32
+# (relative, and absolute × the outputs' magnitude).
+FUSION_TOLERANCE = 1e-3
 
 
 def count_case(row: Row, module: torch.nn.Module, x: torch.Tensor, execution: Execution) -> torch.nn.Module:
@@ -35,12 +37,13 @@ def count_case(row: Row, module: torch.nn.Module, x: torch.Tensor, execution: Ex
     are counted both ways: the paper's Table 3 counts the unfused model, Table 8 the fused)."""
     flops = count_flops(module, x)
     row.flops, row.flops_by_operator, row.unsupported_ops = flops.total, flops.by_operator, flops.unsupported_ops
+    row.zero_flop_ops = flops.zero_flop_ops
     row.params = count_params(module)
     if row.workload.kind == "model":
         row.params_without_bn = count_params_without_bn(module)
         row.flops_unfused = flops.total
         if row.workload.fuse_bn:
-            module = fused_checked(module, x)
+            module, row.bn_folded = fused_checked(module, x)
             row.flops = row.flops_fused = count_flops(module, x).total
     else:
         op = operators.get_operator(row.workload.name)
@@ -52,25 +55,31 @@ def count_case(row: Row, module: torch.nn.Module, x: torch.Tensor, execution: Ex
     return module
 
 
-def fused_checked(module: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
-    """BN folded into the preceding convs, refusing a fusion that changes the outputs."""
-    fused = fuse_bn(module)
+def fused_checked(module: torch.nn.Module, x: torch.Tensor) -> tuple[torch.nn.Module, list[tuple[str, str]]]:
+    """BN folded into the convs whose outputs it normalises (``conv_bn_pairs``), once the pairing
+    is checked: on an fp32 copy whose BN statistics and affine parameters are random, the copy
+    folded with the same pairs must compute what the copy computes. (Fresh BN is nearly the
+    identity: on the module itself, even a wrong pairing would pass.) Returns the folded module and
+    the pairs, which the workers fold in turn without tracing."""
+    probe, x32 = copy.deepcopy(module).float(), x.float()
+    pairs = conv_bn_pairs(probe, x32)
+    randomize_bn(probe)
     with torch.inference_mode():
-        expected, got = module(x), fused(x)
-    tolerance = FUSION_TOLERANCE[x.dtype]
+        expected = probe(x32)
+        got = fold_bn(probe, pairs, inplace=True)(x32)
     scale = expected.abs().max().item() or 1.0  # relative to the outputs' magnitude
-    if not torch.allclose(got, expected, rtol=tolerance, atol=tolerance * scale):
+    if not torch.allclose(got, expected, rtol=FUSION_TOLERANCE, atol=FUSION_TOLERANCE * scale):
         worst = (got - expected).abs().max().item()
-        raise RuntimeError(f"BN fusion changed the outputs (max abs diff {worst:.3g} > {tolerance:g} × {scale:.3g}); "
-                           "time it with --no-fuse-bn")
-    return fused
+        raise RuntimeError(f"BN fusion changed the outputs of a copy with random BN statistics (max abs diff "
+                           f"{worst:.3g} > {FUSION_TOLERANCE:g} × {scale:.3g}); time it with --no-fuse-bn")
+    return fold_bn(module, pairs), pairs
 
 
 # Row fields that count something of a whole batch (affine in the batch size: weights once, the
 # rest per image), and of which the parent counts batches 1 and 2 only (see count_and_stage).
 BATCH_COUNTS = ("params", "params_without_bn", "flops", "flops_analytic", "flops_unfused", "flops_fused",
-                "flops_by_operator", "unsupported_ops", "memory_ideal_elements", "memory_ideal_bytes",
-                "memory_impl", "breakdown")
+                "flops_by_operator", "unsupported_ops", "zero_flop_ops", "memory_ideal_elements",
+                "memory_ideal_bytes", "memory_impl", "breakdown")
 
 
 def count_and_stage(row: Row, execution: Execution, backend: Backend) -> Case:
@@ -87,9 +96,10 @@ def count_and_stage(row: Row, execution: Execution, backend: Backend) -> Case:
         module, _ = count_at(two, replace(execution, batch=2))
         for name in BATCH_COUNTS:
             setattr(row, name, extended(getattr(one, name), getattr(two, name), execution.batch))
+        row.bn_folded = two.bn_folded
         x = None
     staged = backend.stage(row, module, x, execution)  # x None: built by the backend if it needs it
-    return Case(row, {"workload": row.workload.to_dict(), **staged})
+    return Case(row, {"workload": row.workload.to_dict(), "bn_pairs": row.bn_folded, **staged})
 
 
 def count_at(row: Row, execution: Execution) -> tuple[torch.nn.Module, torch.Tensor]:

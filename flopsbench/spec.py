@@ -88,12 +88,24 @@ class TimingBudget:
     stop_ci: float = 0.01  # after 2+ rounds a row stops once its median is known to ± this fraction (0: never)
 
     def round_share(self, index: int) -> "TimingBudget":
-        """The budget of round ``index`` (0-based) of ``rounds``."""
+        """The budget of round ``index`` (0-based) of ``rounds``. The shares of ``exact_runs`` and
+        ``max_runs`` sum to them (the first rounds take the remainder); ``min_runs`` is rounded up,
+        but never above the round's ``max_runs``. A round whose share of either is 0 takes no
+        samples: its ``exact_runs`` is 0, which the rounds loop skips (with ``exact_runs`` set, only
+        its share counts)."""
         n = self.rounds
-        exact = None if self.exact_runs is None else self.exact_runs // n + (index < self.exact_runs % n)
+
+        def split(runs: int) -> int:
+            return runs // n + (index < runs % n)
+
+        max_runs = split(self.max_runs)
+        if self.exact_runs is not None:
+            exact = split(self.exact_runs)
+        else:
+            exact = 0 if max_runs == 0 else None
         return replace(self, warmup_s=self.warmup_s if index == 0 else 0.0,
-                       min_time_s=self.min_time_s / n, min_runs=-(-self.min_runs // n),
-                       max_runs=-(-self.max_runs // n), exact_runs=exact, rounds=1)
+                       min_time_s=self.min_time_s / n, min_runs=min(-(-self.min_runs // n), max_runs),
+                       max_runs=max_runs, exact_runs=exact, rounds=1)
 
 
 @dataclass(frozen=True)

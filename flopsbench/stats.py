@@ -11,6 +11,9 @@ import numpy as np
 
 NOISE_THRESHOLD = 0.10  # IQR / median above this earns a warning
 OUTLIER_Z = 3.5  # modified z-score cut-off (Iglewicz and Hoaglin)
+MAD_TO_SIGMA = 1 / 0.6745  # MAD -> standard deviation of a normal distribution (1.4826)
+MEAN_AD_TO_SIGMA = 1.253314  # mean absolute deviation -> standard deviation of a normal distribution (√(π/2))
+DRIFT_MIN_ROUND = 3  # samples a round needs for its median to count towards drift
 CI_Z = 1.96  # normal quantile of the 95 % confidence interval of the median
 OUTLIER_SHARE = 0.10  # more outliers than this share of >= 10 samples earns a warning
 DRIFT_THRESHOLD = 0.05  # round medians spreading more than this (of the median) earn a warning
@@ -49,17 +52,24 @@ def summarize(samples: list[float]) -> Stats:
         raise ValueError("no samples to summarize")
     x = np.asarray(samples, dtype=float)
     q1, median, q3 = np.percentile(x, [25, 50, 75])
-    mad = float(np.median(np.abs(x - median)))
-    # Modified z-score 0.6745·|x - median| / MAD; with MAD = 0 only values off the median count.
     deviation = np.abs(x - median)
-    outliers = int(np.sum(0.6745 * deviation > OUTLIER_Z * mad)) if mad > 0 else int(np.sum(deviation > 0))
+    mad = float(np.median(deviation))
     ci = median_ci(samples)
     return Stats(
         n=len(x), median_s=float(median), iqr_s=float(q3 - q1), q1_s=float(q1), q3_s=float(q3),
         mean_s=float(x.mean()), min_s=float(x.min()), max_s=float(x.max()),
-        stdev_s=statistics.stdev(samples) if len(x) > 1 else 0.0, mad_s=mad, outliers=outliers,
+        stdev_s=statistics.stdev(samples) if len(x) > 1 else 0.0, mad_s=mad, outliers=count_outliers(deviation, mad),
         ci_low_s=ci[0] if ci else None, ci_high_s=ci[1] if ci else None,
     )
+
+
+def count_outliers(deviation: np.ndarray, mad: float) -> int:
+    """The samples whose modified z-score exceeds OUTLIER_Z, given their absolute deviations from
+    the median (Iglewicz and Hoaglin): z = |x - median| / (1.4826·MAD), or, where MAD is 0 (more
+    than half the samples on one value, as a timer's ticks quantise them), z = |x - median| /
+    (1.253314·mean absolute deviation); with that 0 too, all samples are equal and none is out."""
+    scale = MAD_TO_SIGMA * mad if mad > 0 else MEAN_AD_TO_SIGMA * float(deviation.mean())
+    return int(np.sum(deviation > OUTLIER_Z * scale)) if scale > 0 else 0
 
 
 def median_ci(samples: list[float], z: float = CI_Z) -> tuple[float, float] | None:
@@ -74,11 +84,11 @@ def median_ci(samples: list[float], z: float = CI_Z) -> tuple[float, float] | No
     return ordered[k - 1], ordered[n - k]
 
 
-def round_medians(samples: list[float], round_sizes: list[int]) -> list[float]:
-    """The median of each timing round's samples (rounds without samples are skipped)."""
+def round_medians(samples: list[float], round_sizes: list[int], min_size: int = 1) -> list[float]:
+    """The median of each timing round's samples (rounds of fewer than ``min_size`` are skipped)."""
     medians, start = [], 0
     for size in round_sizes:
-        if size:
+        if size >= max(min_size, 1):
             medians.append(float(np.median(samples[start:start + size])))
         start += size
     return medians

@@ -30,7 +30,7 @@ import signal
 import sys
 from typing import Callable
 
-from flopsbench.backends import Backend, Prepared, backend_for
+from flopsbench.backends import Backend, Observed, Prepared, backend_for
 from flopsbench.report import Row, error_line
 from flopsbench.sampling import sample_round
 from flopsbench.spec import Execution, TimingBudget, Workload
@@ -51,7 +51,9 @@ def serve(job: dict, send: Send) -> None:
         send({"event": "case", "id": case["id"]})
         failed = False
         try:  # the prepared case lives only in the task's frame: gone before the next is built
-            task(case, backend.prepare(case, execution), backend, execution, budget, send)
+            # the largest-batch search builds its own case: nothing of the timed one may stay resident
+            prepared = None if task is find_max_batch else backend.prepare(case, execution)
+            task(case, prepared, backend, execution, budget, send)
         except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
             fatal = backend.is_fatal(exc)
             send({"event": "error", "id": case["id"], "error": backend.explain(exc, execution),
@@ -60,40 +62,47 @@ def serve(job: dict, send: Send) -> None:
                 return  # nothing more can run in this process
             failed = True
         if failed:
-            backend.release()  # after the except block, whose traceback held the case
+            try:
+                backend.release()  # after the except block, whose traceback held the case
+            except Exception:  # noqa: BLE001 -- the context died after all: the cases left go on in a fresh worker
+                return
     send({"event": "done"})
 
 
 def time_case(case: dict, prepared: Prepared, backend: Backend, execution: Execution, budget: TimingBudget,
               send: Send) -> None:
     """One round of samples; sent even when interrupted or failing midway (the samples taken,
-    with ``complete`` false)."""
+    with ``complete`` false), with what the settings observed meanwhile (e.g. the GPU's clocks)."""
     row = Row(Workload.from_dict(case["workload"]))
-    complete = False
+    complete, observed = False, None
     try:
-        with prepared.settings():
+        with prepared.settings() as observed:
             sample_round(row, prepared.call, execution, budget, torch_threads=prepared.torch_threads,
-                         time_once=prepared.time_once)
+                         time_once=prepared.time_once, keep_workers=prepared.pins_own_workers)
         complete = True
     finally:
+        seen = observed if isinstance(observed, Observed) else Observed()
         send({"event": "samples", "id": case["id"], "samples_s": row.samples_s, "warmup_runs": row.warmup_runs,
-              "affinity": row.affinity, "runtime": prepared.runtime, "complete": complete})
+              "affinity": row.affinity, "runtime": {**prepared.runtime, **seen.runtime}, "warnings": seen.warnings,
+              "complete": complete})
 
 
-def find_max_batch(case: dict, prepared: Prepared, backend: Backend, execution: Execution, budget: TimingBudget,
+def find_max_batch(case: dict, prepared: None, backend: Backend, execution: Execution, budget: TimingBudget,
                    send: Send) -> None:
-    batch, warnings = backend.largest_batch(prepared, execution)
+    batch, warnings = backend.largest_batch(case, execution)
     send({"event": "max_batch", "id": case["id"], "max_batch": batch, "warnings": warnings})
 
 
 def break_down(case: dict, prepared: Prepared, backend: Backend, execution: Execution, budget: TimingBudget,
                send: Send) -> None:
-    from flopsbench.breakdown import time_parts  # torch: imported only by a job that breaks a model down
+    """The whole model, timed as its rows were, in passes interleaved with each part at
+    ``execution.breakdown_depth``, each part timed the same way (``backend.timer``)."""
+    from flopsbench.breakdown import time_parts
 
-    with prepared.settings():  # parts are timed as the whole model was
-        parts = time_parts(prepared.module, prepared.x, execution.breakdown_depth, execution, budget,
-                           lambda call: backend.timer(call, execution))
-    send({"event": "breakdown", "id": case["id"], "parts": parts})
+    with prepared.settings():
+        whole, parts = time_parts(prepared.module, prepared.x, execution.breakdown_depth, execution, budget,
+                                  lambda call: backend.timer(call, execution), prepared.call, prepared.time_once)
+    send({"event": "breakdown", "id": case["id"], "whole": whole, "parts": parts})
 
 
 TASKS = {"time": time_case, "max_batch": find_max_batch, "breakdown": break_down}

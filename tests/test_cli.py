@@ -71,6 +71,16 @@ def test_json_run_has_two_ok_rows(json_run):
         assert all(cpus == [0] for cpus in row["affinity"]["per_thread"].values())
 
 
+def test_operator_flops_column_is_per_image_at_batch_3():
+    """Table 1 is batch 1; at batch 3 the FLOPs column still holds one image's FLOPs (the note says
+    so), and FLOPS uses the batch's."""
+    result = invoke(["ops", "--op", "conv", *TINY, "--batch", "3", "--format", "csv"])
+    (record,) = csv.DictReader(io.StringIO(result.stdout))
+    assert float(record["FLOPs [M]"]) == EXPECTED["conv"]["flops"] / 1e6
+    md = invoke(["ops", "--op", "conv", *TINY, "--batch", "3", "--format", "md"]).stdout
+    assert "Batch 3: FLOPs (and params) are per image" in md
+
+
 def test_json_run_counts_by_hand(json_run):
     _, data = json_run
     for row in data["rows"]:
@@ -250,7 +260,8 @@ def test_run_all_interrupted_is_incomplete(monkeypatch, tiny_execution):
     first = next(r for r in report.rows if f"{r.workload.name} {r.workload.shape}" == calls[0])
     assert first.status == "ok" and len(first.samples_s) == 1  # round 1's share of --runs 2 was 1
     others = [r for r in report.rows if r is not first]
-    assert all(not r.samples_s and r.status == "skipped" and r.error.startswith("not timed") for r in others)
+    assert all(not r.samples_s and r.status == "not timed" and r.error for r in others)
+    assert all(not r.samples_s and r.error.startswith("the run ended before") for r in others)
     assert all(r.flops for r in report.rows)  # all three were counted
     assert report.complete is False and report.finished_utc is None
 
@@ -271,7 +282,7 @@ def test_ctrl_c_keeps_finished_rows(monkeypatch, tmp_path):
     assert len(timed) == 1 and sorted(len(r["samples_s"]) for r in data["rows"]) == [0, 0, 1]  # round 1's first case
     assert "INCOMPLETE" in saved[0].with_suffix(".md").read_text()
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert sorted((r["Operator"], r["Runs"]) for r in rows) == sorted(
-        (name, "1" if name in timed else "") for name in ("conv", "pconv", "pwconv"))
+    assert sorted((r["Operator"], r["Runs"], r["Status"]) for r in rows) == sorted(
+        (name, "1", "ok") if name in timed else (name, "", "not timed") for name in ("conv", "pconv", "pwconv"))
     # 3 counted + 1 timed step of 3 × (1 + 2 rounds: --runs 2 over 4 rounds leaves the last two none)
     assert any("interrupted after 4 of 9 steps" in line for line in stderr_lines(result))

@@ -31,7 +31,7 @@ from tests.test_cli import _assert_one_line_error, invoke
 NO_GPU = not torch.cuda.is_available()
 TINY = TimingBudget(warmup_s=0, warmup_runs=0, min_time_s=0, min_runs=1, max_runs=2, exact_runs=2, rounds=2)
 SETTINGS = dict(runtime=None, ort_opt_level="all", ort_spinning=True, mode=None, batch=None, cuda_graph=False,
-                l2_flush=False, channels_last=False, cudnn_benchmark=True, find_max_batch=False, threads=1,
+                l2_flush=False, channels_last=False, cudnn_benchmark=True, find_max_batch=False, tf32=False, threads=1,
                 cores=None, dtype="fp32", warmup=0.2, min_time=2.0, min_runs=10, max_runs=10_000, runs=None,
                 rounds=4, stop_ci=0.01, fmt="json", output=None, save=False, results_dir=Path("results"), paper=False, seed=0)
 ILLEGAL_ACCESS = "CUDA error: an illegal memory access was encountered"  # fatal: the CUDA context is lost
@@ -49,7 +49,7 @@ def test_device_cuda_without_a_gpu_is_one_line():
 @pytest.mark.parametrize("args, option", [
     ("--cuda-graph", "--cuda-graph"), ("--l2-flush", "--l2-flush"), ("--find-max-batch", "--find-max-batch"),
     ("--no-cudnn-benchmark", "--no-cudnn-benchmark"), ("--mode fastest", "--mode"),
-    ("--runtime onnxruntime --channels-last", "--channels-last"),
+    ("--runtime onnxruntime --channels-last", "--channels-last"), ("--tf32", "--tf32"),
 ])
 def test_gpu_options_are_checked_before_measuring(args, option):
     _assert_one_line_error(invoke(["ops", *args.split()]), option)
@@ -63,7 +63,7 @@ def test_cuda_defaults_follow_the_paper(monkeypatch):
     assert (ex.runtime, ex.batch, ex.option("mode")) == ("torch", 32, "throughput")
     assert ex.to_dict()["runtime_options"] == {"cudnn_benchmark": True, "cuda_graph": False, "l2_flush": False,
                                                "channels_last": False, "find_max_batch": False,
-                                               "mode": "throughput"}
+                                               "mode": "throughput", "tf32": False}
     latency = run_settings("ops", device="cuda", **{**SETTINGS, "mode": "latency"}).execution
     assert latency.batch == 1
     assert run_settings("ops", device="cpu", **SETTINGS).execution.batch == 1
@@ -97,9 +97,11 @@ def test_event_timer_times_only_the_call():
         log.append("flush")
         clock[0] += 1.0  # a slow flush must not be timed
 
-    time_once = cuda.event_timer(fn, before=flush, event_factory=lambda: FakeEvent(log, clock))
+    time_once = cuda.event_timer(fn, before=flush, event_factory=lambda: FakeEvent(log, clock),
+                                 synchronize=lambda: log.append("wait for the flush"))
     assert time_once() == pytest.approx(0.004)
-    assert log == ["flush", "record", "fn", "record", "synchronize"]
+    # the host waits for the flush before the start event, so the call's launches are timed
+    assert log == ["flush", "wait for the flush", "record", "fn", "record", "synchronize"]
 
 
 def test_event_timer_averages_back_to_back_calls():
@@ -160,22 +162,34 @@ def test_fault_classification():
     assert cuda.is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert cuda.is_fatal(RuntimeError(ILLEGAL_ACCESS))
     assert not cuda.is_fatal(RuntimeError("CUDA out of memory"))
+    assert cuda.is_fatal(RuntimeError("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"))
+    assert cuda.is_fatal(RuntimeError("CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasSgemm( ... )`"))
+    assert cuda.is_fatal(RuntimeError("CUDA error: the launch timed out and was terminated"))
+    assert cuda.is_fatal(RuntimeError("CUDA error: uncorrectable ECC error encountered"))
 
 
 class FakeGPU(TorchCUDA):
     """TorchCUDA's fault handling (is_fatal, explain, largest_batch) around a trivial call, with
     its workers in this process, so no GPU is touched: the row with ``fails_at`` channels raises
     ``failure`` when timed; ``modules`` (by channels: 8, 16, ...) stand in for the built modules
-    of the largest-batch search. ``released`` counts release() calls."""
+    of the largest-batch search. ``released`` counts release() calls, ``built`` the batch of each
+    case the search built, ``prepared`` each case prepared for timing."""
 
-    def __init__(self, fails_at=None, failure=None, modules=()):
+    def __init__(self, fails_at=None, failure=None, modules=(), release_fails=False):
         self.fails_at, self.failure, self.modules, self.released = fails_at, failure, modules, 0
+        self.release_fails, self.built, self.prepared = release_fails, [], []
+
+    def build(self, case, execution):
+        channels = Workload.from_dict(case["workload"]).shape.c
+        self.built.append(execution.batch)
+        return self.modules[channels // 8 - 1], torch.zeros(execution.batch, channels, 4, 4)
 
     def transport(self):
         return InProcess()
 
     def prepare(self, case, execution):
         channels = Workload.from_dict(case["workload"]).shape.c
+        self.prepared.append(channels)
 
         def call():
             if channels == self.fails_at:
@@ -185,11 +199,12 @@ class FakeGPU(TorchCUDA):
             call()
             return 0.001
 
-        module = self.modules[channels // 8 - 1] if self.modules else None
-        return Prepared(call=call, time_once=time_once, module=module, x=torch.zeros(32, 8, 4, 4))
+        return Prepared(call=call, time_once=time_once)
 
     def release(self):
         self.released += 1
+        if self.release_fails:  # the fault surfaces only when the cache is freed
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
 
 def _run_on(monkeypatch, gpu, rows=3, runtime_options=()) -> Report:
@@ -256,9 +271,11 @@ def _largest_batch(monkeypatch, module, **limit) -> tuple[int, list[str]]:
     calls after every try, are no-ops here."""
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
-    x = torch.zeros(32, 8, 4, 4)
-    prepared = Prepared(call=lambda: module(x), module=module, x=x)
-    return TorchCUDA().largest_batch(prepared, Execution(device="cuda", batch=32, budget=TINY), **limit)
+    gpu = FakeGPU(modules=[module])
+    case = {"workload": Workload("pwconv", Shape(8, 4, 4), 1).to_dict()}
+    found = gpu.largest_batch(case, Execution(device="cuda", batch=32, budget=TINY), **limit)
+    assert set(gpu.built) == {1}  # the search holds a one-image input, not the timed batch
+    return found
 
 
 def test_largest_batch_stops_at_out_of_memory(monkeypatch):
@@ -287,6 +304,39 @@ def test_a_fatal_error_while_finding_the_largest_batch_keeps_the_timing(monkeypa
     assert (rows[1].max_batch, rows[1].warnings) == (100, [])
     assert modules[1].batches[:3] == [32, 64, 128]
     assert [w["cases"] for w in report.workers if w["task"] == "max_batch"] == [["pwconv 8x4x4"], ["pwconv 16x4x4"]]
+
+
+def test_the_largest_batch_search_holds_nothing_of_the_timed_case(monkeypatch):
+    """Each search is a worker of its own that builds a one-image case: no timed batch, graph
+    pool or flush buffer of any case (its own included) is resident while it searches."""
+    gpu = FakeGPU(modules=[RefusesLargeBatches(fits=100)])
+    report = _run_on(monkeypatch, gpu, rows=1, runtime_options=(("find_max_batch", True), ("cuda_graph", True)))
+    assert report.rows[0].max_batch == 100
+    assert gpu.prepared == [8, 8] and gpu.built == [1]  # prepared for the two rounds only
+
+
+def test_a_fault_that_surfaces_when_the_cache_is_freed_ends_the_search_not_the_run(monkeypatch):
+    """An error the search did not know to be fatal, then freeing the cache fails: that is a
+    dead context, reported as the row's --find-max-batch warning; the timing is kept."""
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+
+    def broken_empty_cache():
+        raise RuntimeError("CUDA error: an unspecified fault")  # not a known fatal marker
+
+    monkeypatch.setattr(torch.cuda, "empty_cache", broken_empty_cache)
+    with pytest.raises(RuntimeError, match="CUDA context unusable") as raised:
+        FakeGPU(modules=[RefusesLargeBatches(fits=8)]).largest_batch(
+            {"workload": Workload("pwconv", Shape(8, 4, 4), 1).to_dict()}, Execution(device="cuda", batch=32))
+    assert cuda.is_fatal(raised.value)
+
+
+def test_a_failed_release_ends_the_worker_and_the_rows_left_go_on(monkeypatch):
+    """After a row's non-fatal error, freeing its memory fails (the context died after all): the
+    worker stops without crashing the run, and the rows after it are timed in a fresh one."""
+    gpu = FakeGPU(fails_at=8, failure=torch.cuda.OutOfMemoryError("CUDA out of memory."), release_fails=True)
+    rows = _run_on(monkeypatch, gpu).rows
+    assert [r.status for r in rows] == ["error", "ok", "ok"]
+    assert [len(r.samples_s) for r in rows[1:]] == [2, 2]
 
 
 def test_cudnn_and_cublas_allocation_failures_count_as_out_of_memory():
@@ -327,8 +377,10 @@ def test_gpu_state_reads_the_cuda_device_not_nvml_index_0(monkeypatch):
     state = cuda.gpu_state(0)
     assert (state["sm_clock_mhz"], state["power_w"], state["driver"]) == (1980, 350.0, "580.159.04")
     assert nvml.calls == ["init", "shutdown"]
-    nvml.nvmlDeviceGetClockInfo = lambda handle, kind: 1 / 0  # a sensor that cannot be read
-    assert cuda.gpu_state(0) == {"nvml": "ZeroDivisionError: division by zero"}
+    nvml.nvmlDeviceGetClockInfo = lambda handle, kind: 1 / 0  # a sensor that cannot be read: the others are kept
+    state = cuda.gpu_state(0)
+    assert state["sm_clock_mhz"] is None and state["power_w"] == 350.0
+    assert state["unreadable"]["sm_clock_mhz"] == "ZeroDivisionError: division by zero"
     assert nvml.calls[-1] == "shutdown"
 
 
@@ -454,11 +506,41 @@ def test_paper_ratios_need_the_papers_gpu_protocol(fake_gpu):
                  "--paper", "--format", "md"])
     assert md.exit_code == 0, md.output
     assert "Throughput / paper" in md.stdout and "Paper cuda throughput [img/s]" in md.stdout
-    assert "Paper ratios left out: the paper measured cuda at batch 32, fp32; this run used batch 1, fp32." in md.stdout
+    assert ("Paper ratios left out: the paper measured cuda at batch 32, fp32 (IEEE); this run used batch 1, "
+            "fp32 (IEEE, no TF32).") in md.stdout
     (record,) = csv.DictReader(io.StringIO(invoke(["model", "fasternet_t0", "--device", "cuda", "--batch", "1",
                                                    "--runs", "1", "--warmup", "0", "--paper", "--format",
                                                    "csv"]).stdout))
     assert record["Throughput / paper"] == "" and float(record["Paper cuda throughput [img/s]"]) > 0
+
+
+@pytest.fixture
+def torch_default_precision():
+    """torch's default fp32 precisions (cuDNN convs in TF32), put back after the test."""
+    flags = (torch.backends.cudnn.conv, torch.backends.cudnn.rnn, torch.backends.cuda.matmul)
+    saved = [flag.fp32_precision for flag in flags]
+    torch.backends.cudnn.conv.fp32_precision = torch.backends.cudnn.rnn.fp32_precision = "tf32"
+    yield
+    for flag, value in zip(flags, saved):
+        flag.fp32_precision = value
+
+
+def test_fp32_on_a_gpu_is_ieee_unless_tf32_is_asked_for(fake_gpu, torch_default_precision):
+    """cuDNN convolutions default to TF32 in torch 2.x: a run labelled fp32 sets IEEE fp32 itself,
+    records it, and says so in the header; --tf32 is a protocol the paper's ratios do not cover."""
+    args = ["ops", "--device", "cuda", "--op", "pwconv", "--shape", "8x4x4", "--runs", "1", "--warmup", "0", "--paper"]
+    (row,) = json.loads(invoke(args + ["--format", "json"]).stdout)["rows"]
+    assert row["runtime"]["fp32_precision"] == {"cudnn_conv": "ieee", "matmul": "ieee"}
+    md = invoke(args + ["--format", "md"]).stdout
+    assert "batch 32, fp32 (IEEE, no TF32)" in md.splitlines()[0] and "Paper ratios left out" not in md
+
+    (row,) = json.loads(invoke(args + ["--tf32", "--format", "json"]).stdout)["rows"]
+    assert row["runtime"]["fp32_precision"] == {"cudnn_conv": "tf32", "matmul": "tf32"} and row["runtime"]["tf32"]
+    md = invoke(args + ["--tf32", "--format", "md"]).stdout
+    assert "batch 32, fp32 with TF32 convs and matmuls" in md.splitlines()[0]
+    assert ("Paper ratios left out: the paper measured cuda at batch 32, fp32 (IEEE); this run used batch 32, "
+            "fp32 with TF32 convs and matmuls.") in md
+    _assert_one_line_error(invoke(args + ["--tf32", "--dtype", "fp16"]), "--tf32")
 
 
 # --- on a GPU ----------------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def test_paper_ratios_only_under_the_papers_protocol(hand_report):
         report = replace(hand_report, execution=replace(hand_report.execution, **change))
         conv, _ = _csv_rows(report, paper=True)
         assert float(conv["Paper cpu FLOPS [G/s]"]) == 72.9 and conv["FLOPS / paper"] == ""
-        assert "Paper ratios left out: the paper measured cpu at batch 1, fp32; this run used" in render(report, "md", True)
+        assert "Paper ratios left out: the paper measured cpu at batch 1, fp32 (IEEE); this run used" in render(report, "md", True)
     assert "Paper ratios left out" not in render(hand_report, "md", True)
 
 def _md_cells(text: str) -> dict[str, list[str]]:

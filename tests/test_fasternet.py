@@ -133,7 +133,7 @@ def test_flops_and_params_match_published(key):
     params = count_params_without_bn(model)
     assert round(params / 1e6, 1) == cfg["paper_tab8_params_M"] == cfg["readme_params_M"]
 
-    fused = fuse_bn(model, inplace=True)
+    fused = fuse_bn(model, small_input(batch=1), inplace=True)
     fused_total, fused_by_op = fvcore_flops(fused)
     assert set(fused_by_op) == {"conv", "adaptive_avg_pool2d", "linear"}
     assert fused_by_op["conv"] == by_op["conv"]  # a conv bias adds no FLOPs in fvcore
@@ -157,7 +157,7 @@ def test_slicing_equals_split_cat(key):
 def test_fused_equals_unfused(key):
     """Tolerance: atol = rtol = 1e-4 (fp32; folding reorders the arithmetic)."""
     model = randomize_bn(build_fasternet(key, seed=0)).eval()
-    fused = fuse_bn(model)
+    fused = fuse_bn(model, small_input())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 1 + 3 + sum(VARIANTS[key].depths)
     assert fused.patch_embed.proj.bias is not None and fused.stages[1].reduction.bias is not None
@@ -171,7 +171,7 @@ def test_fused_equals_unfused(key):
 
 def test_fuse_needs_eval_mode():
     with pytest.raises(ValueError, match="eval"):
-        fuse_bn(build_fasternet("t0"))
+        fuse_bn(build_fasternet("t0"), small_input())
 
 
 # ----------------------------------------------------------------------------- official weights
@@ -237,7 +237,7 @@ def test_load_mismatched_checkpoint_names_the_keys(tmp_path):
 
     torch.save(build_fasternet("t0").state_dict(), path)  # a matching file into a fused model
     with pytest.raises(ValueError, match="load weights before fuse_bn"):
-        load_official_weights(fuse_bn(build_fasternet("t0").eval()), path)
+        load_official_weights(fuse_bn(build_fasternet("t0").eval(), small_input()), path)
 
 
 def test_load_missing_or_corrupt_file(tmp_path):

@@ -3,6 +3,8 @@ the paper's columns, weights, and every user-error path (one line, exit 2, nothi
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 
@@ -10,6 +12,8 @@ import pytest
 import torch
 
 import flopsbench.cli.options
+import flopsbench.report
+from flopsbench.exporters import render
 from flopsbench.counting import count_params_without_bn
 from flopsbench.paper import published
 from operators import get_model
@@ -36,6 +40,24 @@ def test_model_row_has_both_flop_conventions_at_224(t0_run):
     assert row["flops"] == row["flops_fused"]  # the timed model is the fused one
     assert round(row["params_without_bn"] / 1e6, 1) == 3.9
     assert len(row["samples_s"]) == 3 and row["memory_impl"]["read_bytes"] > 0
+
+
+def test_flops_columns_are_per_image_at_any_batch(t0_run):
+    """The paper's tables give FLOPs per image: at batch 2 the table still shows 0.338 / 0.335 G
+    (not 0.676), while FLOPS divides the batch's FLOPs by the batch's median; the JSON says which."""
+    result = invoke(["model", "fasternet_t0", *QUICK, "--batch", "2", "--paper", "--format", "json"])
+    data = json.loads(result.stdout)
+    (row,) = data["rows"]
+    (one,) = t0_run["rows"]
+    assert row["flops_unfused"] == 2 * one["flops_unfused"] and row["per_image"]["flops_unfused"] == one["flops_unfused"]
+    assert "per_image" in data["batch_scope"] and "whole batch" in data["batch_scope"]
+    assert row["derived"]["flops_per_s"] == pytest.approx(row["flops"] / row["stats"]["median_s"])
+    report = flopsbench.report.Report.from_dict(data)
+    (record,) = csv.DictReader(io.StringIO(render(report, "csv", paper=True)))
+    assert (round(float(record["FLOPs [G] (Tab. 3, unfused)"]), 3), round(float(record["FLOPs [G] (Tab. 8, BN fused)"]), 3),
+            record["Paper FLOPs [G]"]) == (0.338, 0.335, "0.34")
+    assert float(record["FLOPS [G/s]"]) == pytest.approx(row["flops"] / row["stats"]["median_s"] / 1e9)
+    assert "Batch 2: FLOPs (and params) are per image" in render(report, "md")
 
 
 def test_no_fuse_bn_times_the_unfused_model():

@@ -4,6 +4,7 @@ cache, session settings, and the CLI's runtime and device errors."""
 from __future__ import annotations
 
 import json
+import os
 import platform
 
 import pytest
@@ -123,6 +124,32 @@ def test_cli_runtime_onnxruntime_records_the_session():
     assert data["execution"]["runtime_options"] == {"opt_level": "all", "spinning": True}
     assert data["rows"][0]["runtime"]["intra_op_num_threads"] == 1
     assert data["environment"]["onnxruntime_providers"]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two allowed cores")
+def test_onnxruntime_keeps_the_cores_it_pinned_its_workers_to():
+    """onnxruntime pins its intra-op worker to core 1; the timing pins the calling thread to core 0
+    and leaves the worker as onnxruntime set it, and the row records what was in force."""
+    result = invoke(["ops", "--runtime", "onnxruntime", "--op", "pwconv", "--shape", "16x8x8", "--layers", "1",
+                     "--runs", "2", "--rounds", "1", "--warmup", "0", "--threads", "2", "--cores", "0,1",
+                     "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    affinities = sorted(row["affinity"]["per_thread"].values())
+    assert [0] in affinities and [1] in affinities, affinities
+    assert row["affinity"]["all_within_cores"] is True
+
+
+def test_onnxruntime_tables_leave_out_torch_traffic_and_name_the_runtime_beside_the_paper():
+    """PyTorch eager's bytes are not onnxruntime's: no 'Mem impl' (nor intensity) beside its
+    latency; and the paper's columns, all PyTorch, carry the runtime caveat in the table's notes."""
+    result = invoke(["ops", "--runtime", "onnxruntime", "--op", "pwconv", "--shape", "96x56x56", "--layers", "1",
+                     "--runs", "1", "--warmup", "0", "--paper", "--format", "md"])
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.stdout.splitlines() if line.startswith("| Operator"))
+    assert "Mem impl" not in header and "Intensity" not in header and "Mem ideal" in header
+    assert "the paper timed PyTorch on every device; this run timed onnxruntime" in result.stdout
+    assert "onnxruntime: memory access of its graph is not measured" in result.stdout
 
 
 def test_onnxruntime_beyond_batch_2_exports_and_times_the_runs_batch():

@@ -6,6 +6,10 @@ import math
 
 import pytest
 
+from flopsbench.exporters import frame, warning_lines
+from flopsbench.report import Report, Row
+from flopsbench.sampling import finish_row
+from flopsbench.spec import Execution, Shape, Workload
 from flopsbench.stats import NOISE_THRESHOLD, OUTLIER_SHARE, noise_warnings, summarize, round_medians
 
 
@@ -39,10 +43,28 @@ def test_single_sample():
     assert (s.n, s.median_s, s.iqr_s, s.stdev_s, s.mad_s, s.outliers) == (1, 0.5, 0, 0, 0, 0)
 
 
-def test_zero_mad_counts_only_values_off_the_median():
+def test_zero_mad_falls_back_to_the_mean_absolute_deviation():
+    # |x - 5| = 0 0 0 0 1: MAD 0, mean absolute deviation 0.2 -> z = 1 / (1.253314·0.2) = 3.99 > 3.5
     s = summarize([5, 5, 5, 5, 6])
     assert (s.mad_s, s.outliers) == (0, 1)
-    assert summarize([2, 2, 2]).outliers == 0
+    # |x - 5| = 0 0 0 1: mean absolute deviation 0.25 -> z = 1 / (1.253314·0.25) = 3.19: not an outlier
+    assert summarize([5, 5, 5, 6]).outliers == 0
+    assert summarize([2, 2, 2]).outliers == 0  # both scales 0: no outliers
+
+
+def test_quantised_samples_are_not_outliers():
+    """CUDA events tick in steps: 60 samples at 1.000 ms and 40 at 1.001 ms have MAD 0, and the
+    40 are one tick off the median, not outliers: mean absolute deviation 0.0004 ms,
+    z = 0.001 / (1.253314·0.0004) = 1.99."""
+    s = summarize([1.000e-3] * 60 + [1.001e-3] * 40)
+    assert (s.mad_s, s.outliers) == (0, 0)
+    assert noise_warnings(s) == []
+
+
+def test_a_true_outlier_among_quantised_samples_still_counts():
+    # mean absolute deviation (39·0.001 + 9) / 100 = 0.09039 ms: 10 ms is z = 9 / (1.253314·0.09039) = 79
+    s = summarize([1.000e-3] * 60 + [1.001e-3] * 39 + [10e-3])
+    assert (s.mad_s, s.outliers) == (0, 1)
 
 
 def test_no_samples_raise():
@@ -117,3 +139,52 @@ def test_median_ci_is_the_order_statistics_by_hand():
     assert median_ci([1.0] * 7) is None  # n = 7: k = floor(0.91) = 0: too few for an interval
     stats = summarize([float(i) for i in range(1, 101)])
     assert (stats.ci_low_s, stats.ci_high_s) == (40.0, 61.0)
+
+
+# --- drift over the rounds of a row ----------------------------------------------------------------
+
+def _timed_row(*rounds: list[float]):
+    row = Row(Workload("pwconv", Shape(8, 4, 4), 1))
+    for samples in rounds:
+        row.samples_s.extend(samples)
+        row.round_sizes.append(len(samples))
+    return row
+
+
+def test_drift_is_checked_over_the_rounds_with_three_or_more_samples():
+    """A short round (here the 2-sample one) no longer hides the drift of the others: 1.0 -> 1.2."""
+    row = _timed_row([1.0] * 3, [1.1] * 2, [1.2] * 3)
+    finish_row(row, Execution())
+    (drift,) = [w for w in row.warnings if w.startswith("drift:")]
+    assert "2 timing rounds" in drift and "18%" in drift  # (1.2 - 1.0) / the median 1.1
+    assert row.notes == []
+
+
+def test_rounds_too_short_for_drift_are_a_note_not_a_warning():
+    """Four rounds of 2 samples: drift is not checked, and the row says so in a note, which
+    leaves its status 'ok' (a warning would make it 'warn')."""
+    row = _timed_row([1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0])
+    finish_row(row, Execution())
+    assert row.warnings == []
+    assert row.notes == ["drift not checked: rounds of fewer than 3 samples (2 per round); "
+                         "raise --min-runs or --runs"]
+    report = Report("ops", Execution(), {}, rows=[row])
+    assert frame(report)["Status"].tolist() == ["ok"]
+    assert warning_lines(report) == [f"row 1 (pwconv 8x4x4): note: {row.notes[0]}"]
+    assert Row.from_dict(row.to_dict(batch=1)).notes == row.notes
+    # a single round has no drift to check: no note
+    single = _timed_row([1.0, 1.0])
+    finish_row(single, Execution())
+    assert (single.warnings, single.notes) == ([], [])
+    # rounds of different sizes, none of them 3 or more: the note gives the range
+    uneven = _timed_row([1.0, 1.0], [1.0], [])
+    finish_row(uneven, Execution())
+    assert "(1 to 2 per round)" in uneven.notes[0]
+
+
+def test_a_rows_notes_from_json_are_checked_not_trusted():
+    data = _timed_row([1.0]).to_dict(batch=1)
+    for hostile, kept in [("a string", []), ({"x": 1}, []), ([1, None, "ok", ["x"]], ["ok"]), (None, [])]:
+        assert Row.from_dict({**data, "notes": hostile}).notes == kept
+    del data["notes"]
+    assert Row.from_dict(data).notes == []  # a report from before notes

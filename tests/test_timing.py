@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 
-from flopsbench.spec import TimingBudget
+from flopsbench.report import Report, Row
+from flopsbench.rounds import Case, measure, round_seed, rounds_with_samples
+from flopsbench.sampling import sample_round
+from flopsbench.spec import Execution, Shape, TimingBudget, Workload
 from flopsbench.timing import collect, warm_up
+from tests.fakes import ScriptedTransport
 
 
 class FakeClock:
@@ -164,3 +169,51 @@ def test_rounds_interleave_cases_each_round_in_a_fresh_worker(tiny_execution):
         random.Random(round_seed(execution.seed, index)).shuffle(order)
         assert (worker["round"], worker["order_seed"], worker["cases"]) == (index + 1, round_seed(0, index), order)
         assert worker["task"] == "time" and worker["exit_code"] == 0
+
+
+@pytest.mark.parametrize("max_runs, rounds, shares", [
+    (10, 4, [3, 3, 2, 2]),
+    (100, 3, [34, 33, 33]),
+    (2, 4, [1, 1, 0, 0]),  # fewer runs than rounds: the last rounds take none
+    (8, 4, [2, 2, 2, 2]),
+])
+def test_round_shares_of_max_runs_sum_to_max_runs(max_runs, rounds, shares):
+    budget = TimingBudget(min_runs=1, max_runs=max_runs, rounds=rounds)
+    split = [budget.round_share(index) for index in range(rounds)]
+    assert [share.max_runs for share in split] == shares and sum(shares) == max_runs
+    assert all(share.min_runs <= share.max_runs for share in split)  # ceil(min_runs / rounds) is capped
+    # a round whose share is 0 takes no samples, and none of the rounds loop's workers
+    assert [share.exact_runs == 0 for share in split] == [share == 0 for share in shares]
+    assert rounds_with_samples(budget) == sum(share > 0 for share in shares)
+
+
+def test_max_runs_over_four_rounds_takes_at_most_max_runs_samples(tiny_execution):
+    """--max-runs 10 over 4 rounds (--min-runs 10 and a long --min-time: max_runs binds) takes
+    3 + 3 + 2 + 2 samples, not 4 × ceil(10 / 4) = 12."""
+    budget = TimingBudget(warmup_s=0, warmup_runs=0, min_time_s=1e9, min_runs=10, max_runs=10, rounds=4)
+    row = Row(Workload("pwconv", Shape(8, 4, 4), 1))
+    for index in range(budget.rounds):
+        sample_round(row, lambda: None, tiny_execution, budget.round_share(index))
+    assert len(row.samples_s) == 10 and row.round_sizes == [3, 3, 2, 2]
+
+
+def test_each_round_visits_the_cases_in_its_own_recorded_order():
+    """The order of a round's cases is shuffled with a seed recorded in report.workers, and a
+    different one each round (a case never always first, or always after the same one)."""
+    def script(job, number):
+        return [{"event": "samples", "id": case["id"], "samples_s": [0.001], "complete": True}
+                for case in job["cases"]], 0
+
+    cases = [Case(Row(Workload("pwconv", Shape(8 * (i + 1), 4, 4), 1)), {"workload": {}}) for i in range(6)]
+    execution = Execution(budget=TimingBudget(exact_runs=4, rounds=4), seed=7)
+    report = Report("ops", execution, {}, rows=[case.row for case in cases])
+    measure(report, cases, ScriptedTransport(script))
+    labels = [case.label for case in cases]
+    orders = [worker["cases"] for worker in report.workers]
+    assert [worker["order_seed"] for worker in report.workers] == [round_seed(7, index) for index in range(4)]
+    for worker in report.workers:
+        expected = list(labels)
+        random.Random(worker["order_seed"]).shuffle(expected)
+        assert worker["cases"] == expected
+    assert len({tuple(order) for order in orders}) == 4  # four rounds, four orders
+    assert all(row.round_sizes == [1, 1, 1, 1] for row in report.rows)

@@ -34,11 +34,22 @@ class Prepared:
 
     call: Callable[[], object]
     time_once: Callable[[], float] | None = None  # one sample (CUDA events); None: the wall clock
-    settings: Callable[[], ContextManager] = contextlib.nullcontext  # entered around warm-up and samples
+    # entered around warm-up and samples; it may yield an ``Observed``, filled in when it exits
+    settings: Callable[[], ContextManager] = contextlib.nullcontext
     torch_threads: bool = False  # set torch's intra-op threads while timing (onnxruntime sets its own)
+    pins_own_workers: bool = False  # the runtime pinned its worker threads (onnxruntime): pin only the caller
     runtime: dict = field(default_factory=dict)  # how it ran, for the row's ``runtime`` record
-    module: Any = None  # the torch module and input (for --breakdown and --find-max-batch)
+    module: Any = None  # the torch module and input (for --breakdown)
     x: Any = None
+
+
+@dataclass
+class Observed:
+    """What a case's settings saw while they were entered (e.g. the GPU's clocks), filled in when
+    they exit: entries for the row's ``runtime``, and the row's warnings."""
+
+    runtime: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 class Backend:
@@ -65,8 +76,9 @@ class Backend:
         """The timer of another call on this backend (a --breakdown part); None: the wall clock."""
         return None
 
-    def largest_batch(self, prepared: Prepared, execution: Execution) -> tuple[int, list[str]]:
-        """--find-max-batch: the largest batch that runs, and warnings."""
+    def largest_batch(self, case: dict, execution: Execution) -> tuple[int, list[str]]:
+        """--find-max-batch: the largest batch of ``case`` that runs, and warnings (built by the
+        search itself, in a worker that holds nothing else)."""
         raise RuntimeError("--find-max-batch needs --device cuda")
 
     def explain(self, exc: BaseException, execution: Execution) -> str:

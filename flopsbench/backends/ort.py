@@ -40,7 +40,7 @@ class OnnxRuntime(Backend):
         record["input"] = f"numpy default_rng({execution.seed}).standard_normal, float32"
         if execution.device == "arm":
             record["note"] = ARM_NOTE
-        return Prepared(call=lambda: session.run(None, feeds), runtime=record)
+        return Prepared(call=lambda: session.run(None, feeds), runtime=record, pins_own_workers=True)
 
 
 def session_for(path, execution: Execution):

@@ -4,19 +4,21 @@ largest-batch search and the classification of CUDA faults (see ``flopsbench.cud
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import Callable
 
 import torch
 
 from flopsbench import cuda
-from flopsbench.backends import Backend, Prepared
-from flopsbench.build import build_case
+from flopsbench.backends import Backend, Observed, Prepared
+from flopsbench.build import bn_pairs_from, build_case
 from flopsbench.cpu import pinned, set_interop_threads_once
 from flopsbench.report import error_line
 from flopsbench.spec import Execution, Workload
 
 # The CUDA knobs a row records (and their defaults).
-CUDA_DEFAULTS = {"cudnn_benchmark": True, "cuda_graph": False, "l2_flush": False, "channels_last": False}
+CUDA_DEFAULTS = {"cudnn_benchmark": True, "cuda_graph": False, "l2_flush": False, "channels_last": False,
+                 "tf32": False}
 
 
 class TorchCUDA(Backend):
@@ -25,7 +27,8 @@ class TorchCUDA(Backend):
 
     def prepare(self, case: dict, execution: Execution) -> Prepared:
         set_interop_threads_once(1)  # before any inter-op work in this fresh process
-        module, x = build_case(Workload.from_dict(case["workload"]), execution, device=self.device, fused=True)
+        precision = cuda.set_fp32_precision(execution.option("tf32", False))  # before anything runs
+        module, x = self.build(case, execution)
         call: Callable[[], object] = lambda: module(x)
         if execution.option("cuda_graph"):
             try:
@@ -39,18 +42,32 @@ class TorchCUDA(Backend):
         runtime = {"timer": "cuda events", "calls_per_sample": timer.calls,
                    "gpu": torch.cuda.get_device_name(x.device),
                    **{key: execution.option(key, default) for key, default in CUDA_DEFAULTS.items()},
-                   "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-                   "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32}
-        return Prepared(call=call, time_once=timer, settings=self.settings(execution), torch_threads=True,
-                        runtime=runtime, module=module, x=x)
+                   "fp32_precision": precision}
+        return Prepared(call=call, time_once=timer, settings=self.settings(execution, monitor=True),
+                        torch_threads=True, runtime=runtime, module=module, x=x)
+
+    def build(self, case: dict, execution: Execution) -> tuple[torch.nn.Module, torch.Tensor]:
+        """The case's module (BN fused if asked) and input, on this backend's device."""
+        return build_case(Workload.from_dict(case["workload"]), execution, device=self.device,
+                          bn_pairs=bn_pairs_from(case.get("bn_pairs")))
 
     @staticmethod
-    def settings(execution: Execution) -> Callable[[], contextlib.AbstractContextManager]:
-        """Inference mode, and cudnn.benchmark as asked (its autotuning then falls in the warm-up)."""
+    def settings(execution: Execution, monitor: bool = False) -> Callable[[], contextlib.AbstractContextManager]:
+        """Inference mode, and cudnn.benchmark as asked (its autotuning then falls in the warm-up).
+        ``monitor`` (the timed round): meanwhile the GPU's clocks, power, temperature and clock-event
+        reasons are sampled, and it yields an ``Observed``: ``gpu_during``
+        (cuda.summarize_gpu_samples), and a warning if the GPU throttled."""
         @contextlib.contextmanager
         def entered():
-            with torch.inference_mode(), cuda.cudnn_benchmark(execution.option("cudnn_benchmark", True)):
-                yield
+            observed = Observed()
+            sampler = cuda.GPUSampler() if monitor else contextlib.nullcontext()
+            try:
+                with sampler, torch.inference_mode(), cuda.cudnn_benchmark(execution.option("cudnn_benchmark", True)):
+                    yield observed
+            finally:
+                if monitor:
+                    observed.runtime["gpu_during"] = sampler.summary
+                    observed.warnings.extend(sampler.warnings)
         return entered
 
     def gpu_timer(self, call: Callable[[], object], execution: Execution,
@@ -68,14 +85,29 @@ class TorchCUDA(Backend):
         return cuda.event_timer(call, before=before, calls=calls)
 
     def timer(self, call, execution):
-        return self.gpu_timer(call, execution)
+        """A --breakdown part's timer, made as ``prepare`` makes the row's: the call graphed with
+        --cuda-graph, the L2 flushed before each call with --l2-flush (one buffer for all parts),
+        back-to-back calls in throughput mode. Made within the case's settings (``break_down``)."""
+        if execution.option("cuda_graph"):
+            try:
+                call = cuda.graphed(call)
+            except RuntimeError as exc:
+                raise RuntimeError(f"--cuda-graph could not capture a part ({error_line(exc)})") from exc
+        flush = None
+        if execution.option("l2_flush"):
+            if getattr(self, "part_flush", None) is None:
+                self.part_flush = cuda.l2_flusher(torch.device(self.device))
+            flush = self.part_flush
+        return self.gpu_timer(call, execution, before=flush)
 
-    def largest_batch(self, prepared: Prepared, execution: Execution, limit: int = 4096) -> tuple[int, list[str]]:
-        """The largest batch whose forward pass runs on the GPU (doubling, then bisecting), in a
-        worker that holds no other case. A batch fails by running out of memory or by a non-fatal
-        refusal (e.g. cuDNN's 32-bit indexing limit on huge tensors); if the limit was not memory,
-        the warning says what it was."""
-        sample = prepared.x[:1]
+    def largest_batch(self, case: dict, execution: Execution, limit: int = 4096) -> tuple[int, list[str]]:
+        """The largest batch whose forward pass runs on the GPU (doubling from the run's batch,
+        then bisecting), with nothing else resident: the worker holds no other case, and the search
+        builds its module and a one-image input itself (no timed batch, CUDA graph pool or flush
+        buffer). A batch fails by running out of memory or by a non-fatal refusal (e.g. cuDNN's
+        32-bit indexing limit on huge tensors); if the limit was not memory, the warning says what
+        it was. A fatal fault, even one that surfaces only when the cache is freed, ends the search."""
+        module, sample = self.build(case, replace(execution, batch=1))
         layout = torch.channels_last if execution.option("channels_last") else torch.contiguous_format
         refusals: dict[int, str] = {}
 
@@ -83,7 +115,7 @@ class TorchCUDA(Backend):
             try:
                 # as timed: same layout, same cudnn settings (its algorithms' workspaces count too)
                 with self.settings(execution)():
-                    prepared.module(sample.expand(batch, *sample.shape[1:]).contiguous(memory_format=layout))
+                    module(sample.expand(batch, *sample.shape[1:]).contiguous(memory_format=layout))
                     torch.cuda.synchronize()  # an asynchronous fault surfaces here, inside the try
                 ran = True
             except Exception as exc:  # noqa: BLE001 -- classified below
@@ -92,7 +124,7 @@ class TorchCUDA(Backend):
                 if not cuda.is_out_of_memory(exc):
                     refusals[batch] = error_line(exc)
                 ran = False
-            torch.cuda.empty_cache()
+            cuda.free_cache()  # raises only if the context turned out dead: then the search ends
             return ran
 
         largest = cuda.largest_fitting(fits, start=execution.batch, limit=limit)
@@ -115,7 +147,7 @@ class TorchCUDA(Backend):
         return cuda.is_fatal(exc)
 
     def release(self) -> None:
-        torch.cuda.empty_cache()
+        cuda.free_cache()
 
     def environment(self) -> dict:
         return cuda.gpu_environment()

@@ -9,7 +9,7 @@ import typer
 
 import operators
 from flopsbench.cli import app
-from flopsbench.cli.options import (Batch, ChannelsLast, CudaGraph, CudnnBenchmark, FindMaxBatch, L2Flush,
+from flopsbench.cli.options import (Batch, ChannelsLast, CudaGraph, CudnnBenchmark, FindMaxBatch, L2Flush, Tf32,
                                     Mode, OrtOptLevel, OrtSpinning, Runtime, Cores, Device, Dtype, Format, MaxRuns, MinRuns, MinTime, Output,
                                     Paper, ResultsDir, Rounds, Runs, Save, Seed, StopCi, Threads, Warmup, bad,
                                     check_choice, check_positive, parse_names, parse_ratio, parse_shapes,
@@ -35,7 +35,7 @@ def ops_command(
     device: Device = "cpu", runtime: Runtime = None, ort_opt_level: OrtOptLevel = "all",
     ort_spinning: OrtSpinning = True, mode: Mode = None, batch: Batch = None, cuda_graph: CudaGraph = False,
     l2_flush: L2Flush = False, channels_last: ChannelsLast = False, cudnn_benchmark: CudnnBenchmark = True,
-    find_max_batch: FindMaxBatch = False, threads: Threads = 1, cores: Cores = None, dtype: Dtype = "fp32",
+    find_max_batch: FindMaxBatch = False, tf32: Tf32 = False, threads: Threads = 1, cores: Cores = None, dtype: Dtype = "fp32",
     warmup: Warmup = 0.2, min_time: MinTime = 2.0, min_runs: MinRuns = 10, max_runs: MaxRuns = 10_000,
     runs: Runs = None, rounds: Rounds = 4, stop_ci: StopCi = 0.01, fmt: Format = "table", output: Output = None, save: Save = False,
     results_dir: ResultsDir = Path("results"), paper: Paper = False, seed: Seed = 0,

@@ -51,6 +51,8 @@ L2Flush = Annotated[bool, typer.Option(help="cuda: flush the L2 cache before eve
 ChannelsLast = Annotated[bool, typer.Option(help="torch: NHWC memory format (channels-last) for weights and input.")]
 CudnnBenchmark = Annotated[bool, typer.Option(help="cuda: let cudnn autotune its algorithms during the warm-up.")]
 FindMaxBatch = Annotated[bool, typer.Option(help="cuda: also find the largest batch that fits in GPU memory.")]
+Tf32 = Annotated[bool, typer.Option("--tf32", help="cuda, fp32: let cuDNN convolutions and matmuls round to TF32 "
+                                                   "(default: IEEE fp32, as the paper measured).")]
 Threads = Annotated[int, typer.Option(help="torch intra-op threads (inter-op threads are set to 1).")]
 Cores = Annotated[Optional[str], typer.Option(
     help="Cores to pin to, e.g. 0 or 0,2-3 (default: the first --threads allowed cores).")]
@@ -90,7 +92,7 @@ DEFAULT_MODE = {"cpu": "latency", "arm": "latency", "cuda": "throughput"}
 
 def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_level: str, ort_spinning: bool,
                  mode: str | None, batch: int | None, cuda_graph: bool, l2_flush: bool, channels_last: bool,
-                 cudnn_benchmark: bool, find_max_batch: bool, threads: int, cores: str | None, dtype: str,
+                 cudnn_benchmark: bool, find_max_batch: bool, tf32: bool, threads: int, cores: str | None, dtype: str,
                  warmup: float, min_time: float, min_runs: int, max_runs: int, runs: int | None,
                  rounds: int, stop_ci: float, fmt: str, output: str | None, save: bool, results_dir: Path,
                  paper: bool, seed: int, breakdown_depth: int = 0, breakdown_time: float = 0.3) -> RunSettings:
@@ -108,10 +110,12 @@ def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_leve
     batch = MODE_BATCH[mode] if batch is None else batch
     check_positive(batch, "--batch")
     gpu_only = {"--cuda-graph": cuda_graph, "--l2-flush": l2_flush, "--find-max-batch": find_max_batch,
-                "--no-cudnn-benchmark": not cudnn_benchmark}
+                "--no-cudnn-benchmark": not cudnn_benchmark, "--tf32": tf32}
     for option, given in gpu_only.items():
         if given and device != "cuda":
             raise bad(option, "needs --device cuda")
+    if tf32 and dtype != "fp32":
+        raise bad("--tf32", f"rounds fp32 maths to TF32; this run is --dtype {dtype}")
     if channels_last and runtime != "torch":
         raise bad("--channels-last", "applies to the torch runtime; onnxruntime picks its own layout")
     pinned_cores = validated(validation.parse_cores, cores, threads)
@@ -128,7 +132,8 @@ def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_leve
         runtime_options: tuple = (("opt_level", ort_opt_level), ("spinning", ort_spinning))
     elif device == "cuda":
         runtime_options = (("cudnn_benchmark", cudnn_benchmark), ("cuda_graph", cuda_graph), ("l2_flush", l2_flush),
-                           ("channels_last", channels_last), ("find_max_batch", find_max_batch), ("mode", mode))
+                           ("channels_last", channels_last), ("find_max_batch", find_max_batch), ("mode", mode),
+                           ("tf32", tf32))
     else:
         runtime_options = (("channels_last", channels_last),) if channels_last else ()
     execution = Execution(device=device, runtime=runtime, runtime_options=runtime_options, dtype=dtype, batch=batch, threads=threads, cores=pinned_cores,
