@@ -10,6 +10,8 @@ workload, batch, dtype and the FLOPs/params/memory counts (metadata key ``flopsb
 the report's row carries over, so the board's report has the same schema and numbers as any
 other and merges with them. An ONNX file without that metadata is still timed (its input shape
 must then be fixed NCHW); its counts are unknown (null) and the row says so in a warning.
+Metadata that is there but wrong (a damaged or crafted file: a float batch, a negative side, an
+input larger than the memory available) is refused before anything is built, naming the field.
 
 Timing is the same as ``flopsbench ops/model``: onnxruntime's CPU execution provider with
 intra-op threads = ``--threads``, inter-op 1, sequential execution, every thread of the process
@@ -29,17 +31,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import sys
 from pathlib import Path
 
-from flopsbench import rounds, validation
+from flopsbench import rounds, signals, validation
 from flopsbench.backends import backend_for
 from flopsbench.constants import METADATA_KEY, device_name
 from flopsbench.environment import capture_environment
 from flopsbench.ort_runtime import OPT_LEVELS, make_session
 from flopsbench.report import Report, Row, write_atomically
 from flopsbench.rounds import Case
-from flopsbench.spec import Execution, Shape, TimingBudget, Workload
+from flopsbench.spec import DTYPES, Execution, Shape, TimingBudget, Workload
 
 PROG = "python -m flopsbench.board"
 
@@ -90,18 +93,127 @@ def budget_from(args: argparse.Namespace) -> TimingBudget:
 
 # --- the ONNX file -------------------------------------------------------------------------------------
 
-def embedded_metadata(session) -> tuple[dict | None, str | None]:
-    """(the exporter's metadata, None) or (None, why it is missing or unreadable)."""
+# The embedded metadata is checked field by field before anything is built from it: a crafted file
+# must not make numpy allocate terabytes, nor put a string where the report has a number. Plain
+# checks, as the board has no pydantic (the host's flopsbench.schema checks whole reports).
+MAX_DIM = 2 ** 31 - 1  # a batch or side beyond it is no real input
+MAX_COUNT = 2 ** 63 - 1
+WORKLOAD_KINDS = ("operator", "model")
+
+
+class BadMetadata(ValueError):
+    """What is wrong with the embedded metadata, led by the field's path ('workload.shape[1] is ...')."""
+
+
+def _shown(value) -> str:
+    return {dict: "an object", type(None): "null"}.get(type(value)) or repr(value)[:40]
+
+
+def _int(value, field: str, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:  # bool, float and str are no integers here
+        raise BadMetadata(f"{field} is {_shown(value)}, not an integer from {low:,} to {high:,}")
+    return value
+
+
+def _count(value, field: str) -> None:
+    if value is not None:
+        _int(value, field, 0, MAX_COUNT)
+
+
+def _counts_by_name(value, field: str) -> None:
+    if not isinstance(value, dict):
+        raise BadMetadata(f"{field} is {_shown(value)}, not an object of counts")
+    for name, count in value.items():
+        _int(count, validation.json_path(field, name), 0, MAX_COUNT)
+
+
+def _memory_impl(value, field: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise BadMetadata(f"{field} is {_shown(value)}, not an object")
+    for key in ("read_bytes", "write_bytes"):
+        _int(value.get(key), f"{field}.{key}", 0, MAX_COUNT)
+
+
+# Each count an export embeds (onnx_export.EMBEDDED_COUNTS) and its check; only these reach the row.
+EMBEDDED_COUNT_CHECKS = {
+    **{key: _count for key in ("params", "params_without_bn", "flops", "flops_analytic", "flops_unfused",
+                               "flops_fused", "memory_ideal_elements", "memory_ideal_bytes")},
+    "flops_by_operator": _counts_by_name, "unsupported_ops": _counts_by_name, "memory_impl": _memory_impl,
+}
+
+
+def _workload(value) -> dict:
+    """The workload record, checked as Workload.from_dict reads it."""
+    if not isinstance(value, dict):
+        raise BadMetadata(f"workload is {_shown(value)}, not an object")
+    if not isinstance(value.get("name"), str) or not value["name"]:
+        raise BadMetadata(f"workload.name is {_shown(value.get('name'))}, not a name")
+    if value.get("kind", "operator") not in WORKLOAD_KINDS:
+        raise BadMetadata(f"workload.kind is {_shown(value.get('kind'))}, not one of {', '.join(WORKLOAD_KINDS)}")
+    shape = value.get("shape")
+    if not isinstance(shape, list) or len(shape) != 3:
+        raise BadMetadata(f"workload.shape is {_shown(shape)}, not [C, H, W]")
+    for index, side in enumerate(shape):
+        _int(side, f"workload.shape[{index}]", 1, MAX_DIM)
+    _int(value.get("layers"), "workload.layers", 1, MAX_DIM)
+    params = value.get("params")
+    if not isinstance(params, dict):
+        raise BadMetadata(f"workload.params is {_shown(params)}, not an object")
+    for key, option in params.items():
+        if option is not None and not isinstance(option, (str, int, float)):
+            raise BadMetadata(f"{validation.json_path('workload.params', key)} is {_shown(option)}, not a string, "
+                              "number, boolean or null")
+    if not isinstance(value.get("weights"), (str, type(None))):
+        raise BadMetadata(f"workload.weights is {_shown(value['weights'])}, not a path or null")
+    if not isinstance(value.get("fuse_bn", False), bool):
+        raise BadMetadata(f"workload.fuse_bn is {_shown(value['fuse_bn'])}, not true or false")
+    return value
+
+
+def checked_metadata(text: str) -> dict:
+    """The exporter's metadata from its JSON text, every field the runner uses checked (counts it
+    does not know are left out); BadMetadata says which field is wrong."""
+    try:
+        metadata = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:  # json.JSONDecodeError, and NaN or Infinity
+        raise BadMetadata(f"is not JSON ({exc})") from None
+    except RecursionError:
+        raise BadMetadata("is nested deeper than Python's JSON parser goes") from None
+    if not isinstance(metadata, dict):
+        raise BadMetadata(f"is {_shown(metadata)}, not a JSON object")
+    deep = validation.too_deep(metadata)
+    if deep is not None:
+        raise BadMetadata(f"{deep} is nested more than {validation.MAX_JSON_DEPTH} levels deep")
+    counts = metadata.get("counts", {})
+    if not isinstance(counts, dict):
+        raise BadMetadata(f"counts is {_shown(counts)}, not an object")
+    for key, check in EMBEDDED_COUNT_CHECKS.items():
+        check(counts.get(key), f"counts.{key}")
+    dtype = metadata.get("dtype", "fp32")
+    if dtype not in DTYPES:
+        raise BadMetadata(f"dtype is {_shown(dtype)}, not one of {', '.join(DTYPES)}")
+    return {"workload": _workload(metadata.get("workload")), "batch": _int(metadata.get("batch"), "batch", 1, MAX_DIM),
+            "dtype": dtype, "counts": {key: counts[key] for key in EMBEDDED_COUNT_CHECKS if key in counts},
+            "exported_with": metadata.get("exported_with")}
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def embedded_metadata(session, path: Path) -> tuple[dict | None, str | None]:
+    """(the exporter's metadata, checked, None) or (None, why it is missing); metadata that is
+    there but wrong is a user error naming the field."""
     value = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if value is None:
         return None, "it has no flopsbench metadata"
     try:
-        metadata = json.loads(value)
-        Workload.from_dict(metadata["workload"])
-        int(metadata["batch"])
-    except (ValueError, KeyError, TypeError) as exc:
-        return None, f"its flopsbench metadata is unreadable ({type(exc).__name__}: {exc})"
-    return metadata, None
+        return checked_metadata(value), None
+    except BadMetadata as exc:
+        raise UserError("MODEL.onnx", f"{path.name}: its flopsbench metadata {exc}; re-export it with "
+                                      f"'flopsbench export NAME -o {path.name}'") from None
 
 
 def input_spec(session, metadata: dict | None, path: Path) -> tuple[str, list[int]]:
@@ -119,11 +231,35 @@ def input_spec(session, metadata: dict | None, path: Path) -> tuple[str, list[in
         if len(declared) != 4 or any(isinstance(d, int) and d != s for d, s in zip(declared, shape)):
             raise UserError("MODEL.onnx", f"{path.name}'s metadata says input {shape} but its graph takes "
                                           f"{declared}; re-export it with 'flopsbench export'")
+        check_input_fits(shape, path, from_metadata=True)
         return spec.name, shape
     if len(declared) != 4 or not all(isinstance(d, int) and d > 0 for d in declared):
         raise UserError("MODEL.onnx", f"{path.name} has no flopsbench metadata and its input shape {declared} is "
                                       "not a fixed NCHW shape; export it with 'flopsbench export NAME -o FILE.onnx'")
+    check_input_fits(declared, path, from_metadata=False)
     return spec.name, declared
+
+
+def check_input_fits(shape: list[int], path: Path, from_metadata: bool) -> None:
+    """Refuse an input (float32) larger than the memory available, before a worker allocates it;
+    the metadata's field at fault is the batch when one image would fit, else the shape."""
+    needed, available = math.prod(shape) * 4, validation.available_memory()
+    if available is None or needed <= available:
+        return
+    sizes = f"{_size(needed)}, and {_size(available)} of memory is available"
+    if not from_metadata:
+        raise UserError("MODEL.onnx", f"{path.name}'s input {shape} takes {sizes}; export it at a smaller batch "
+                                      "or shape with 'flopsbench export'")
+    field = "batch" if shape[0] > 1 and needed // shape[0] <= available else "workload.shape"
+    raise UserError("MODEL.onnx", f"{path.name}: its flopsbench metadata {field} makes an input {shape} of "
+                                  f"{sizes}; re-export it at a smaller batch or shape with "
+                                  f"'flopsbench export NAME -o {path.name}'")
+
+
+def _size(n: int) -> str:
+    """1 << 40 -> '1 TiB'."""
+    unit = max((u for u in range(7) if n >= 1024 ** u), default=0)
+    return f"{n / 1024 ** unit:.3g} {('B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB')[unit]}"
 
 
 def sha256(path: Path) -> str:
@@ -144,9 +280,8 @@ def make_row(path: Path, metadata: dict | None, shape: list[int], missing: str |
                             "to embed them")
         return row
     row = Row(Workload.from_dict(metadata["workload"]))
-    for key, value in metadata.get("counts", {}).items():
-        if key in Row.__dataclass_fields__ and key != "workload":
-            setattr(row, key, value)
+    for key, value in metadata["counts"].items():  # checked: only the counts an export embeds
+        setattr(row, key, value)
     return row
 
 
@@ -158,6 +293,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> Report:
         validation.check_budget(args.min_time, args.min_runs, args.max_runs, args.runs, args.warmup, args.rounds,
                                 args.stop_ci)
         cores = validation.parse_cores(args.cores, args.threads)
+        validation.check_seed(args.seed)
         validation.check_writable(args.output)
     except validation.OptionError as exc:
         raise UserError(exc.option, str(exc)) from None
@@ -170,7 +306,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> Report:
     except Exception as exc:  # noqa: BLE001 -- onnxruntime's own error types vary by version
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError("MODEL.onnx", f"onnxruntime cannot load {path.name} ({reason})") from None
-    metadata, missing = embedded_metadata(session)
+    metadata, missing = embedded_metadata(session, path)
     _, shape = input_spec(session, metadata, path)
     dtype = metadata.get("dtype", "fp32") if metadata else "fp32"
     device = device_name()
@@ -190,7 +326,8 @@ def measure(args: argparse.Namespace, argv: list[str]) -> Report:
     # This process only loaded the file; the rounds are timed in fresh workers, as ops/model's are.
     case = Case(row, {"workload": row.workload.to_dict(), "onnx": str(path.resolve())})
     try:
-        rounds.measure(report, [case], backend_for(execution).transport())
+        with signals.ending_as_interrupt():  # SIGTERM and SIGHUP keep the samples as Ctrl-C does
+            rounds.measure(report, [case], backend_for(execution).transport())
     except KeyboardInterrupt:
         pass  # the report stays incomplete
     return report
@@ -239,8 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.output != "-":
         print(f"wrote {args.output}", file=sys.stderr)
     if not report.complete:
-        print("interrupted: the report is marked incomplete and holds the samples taken so far", file=sys.stderr)
-    return report.exit_status()
+        print(f"interrupted{signals.describe()}: the report is marked incomplete and holds the samples taken so far",
+              file=sys.stderr)
+    return signals.exit_status(report.exit_status())
 
 
 if __name__ == "__main__":

@@ -11,10 +11,12 @@ from typing import Callable, TextIO
 
 import pandas as pd
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 import operators
+from flopsbench.escaping import csv_text, latex_text, markdown_text, plain_text
 from flopsbench.paper import DEVICE_COLUMNS, precision_label, protocol_mismatch, table1_row, table3_row
 from flopsbench.report import Report, Row, derived as derive, per_image
 from operators.baselines import resolve_model
@@ -213,43 +215,46 @@ def _display(report: Report, paper: bool) -> pd.DataFrame:
     return df.astype(object).map(_fmt)
 
 
-def header_lines(report: Report, paper: bool = False) -> list[str]:
+def header_lines(report: Report, paper: bool = False, text: Callable[[object], str] = plain_text) -> list[str]:
+    """What the run was and what the columns mean; ``text`` makes each value taken from the report
+    safe for the view (the report may come from elsewhere; the rest of each line is ours)."""
     env, ex = report.environment, report.execution
     state = "" if report.complete else " — INCOMPLETE: interrupted, only finished rows are shown"
     if ex.device == "cuda":
         knobs = [knob.replace("_", " ") for knob in ("cuda_graph", "l2_flush", "channels_last") if ex.option(knob)]
-        where = (f"{env.get('gpu_name')} ({ex.option('mode')}; {', '.join(knobs) or 'eager'}), "
-                 f"host {env.get('hostname')}")
+        where = (f"{text(env.get('gpu_name'))} ({text(ex.option('mode'))}; {', '.join(knobs) or 'eager'}), "
+                 f"host {text(env.get('hostname'))}")
     else:
-        where = (f"{env.get('cpu_model')}, host {env.get('hostname')}, {ex.threads} thread(s) pinned to cores "
-                 f"{list(ex.cores)}")
+        where = (f"{text(env.get('cpu_model'))}, host {text(env.get('hostname'))}, {text(ex.threads)} thread(s) "
+                 f"pinned to cores [{', '.join(text(core) for core in ex.cores)}]")
     mismatch = protocol_mismatch(ex) if paper else None
     return [
-        f"flopsbench {report.command} on {ex.device}: {where}, batch {ex.batch}, {precision_label(ex)}, "
-        f"{ex.runtime} {env.get('libraries', {}).get(ex.runtime)}{state}",
+        f"flopsbench {text(report.command)} on {text(ex.device)}: {where}, batch {text(ex.batch)}, "
+        f"{text(precision_label(ex))}, {text(ex.runtime)} {text(env.get('libraries', {}).get(ex.runtime))}{state}",
         FLOPS_NOTE,
         *([batch_note(ex.batch)] if ex.batch > 1 else []),
         MODEL_NOTE if report.command == "model" else MEMORY_NOTE,
         *([ORT_MEMORY_NOTE] if ex.runtime == "onnxruntime" else []),
-        *([runtime_note(ex)] if paper and ex.runtime != "torch" else []),
-        *([f"Paper ratios left out: {mismatch}."] if mismatch else []),
+        *([text(runtime_note(ex))] if paper and ex.runtime != "torch" else []),
+        *([f"Paper ratios left out: {text(mismatch)}."] if mismatch else []),
     ]
 
 
-def warning_lines(report: Report) -> list[str]:
-    """Per-row notes: errors, measurement warnings, and the ops fvcore counted as 0 FLOPs."""
+def warning_lines(report: Report, text: Callable[[object], str] = plain_text) -> list[str]:
+    """Per-row notes: errors, measurement warnings, and the ops fvcore counted as 0 FLOPs; ``text``
+    as in header_lines."""
     lines = []
     for i, row in enumerate(report.rows, 1):
-        where = f"row {i} ({row.workload.name} {row.workload.shape})"
+        where = f"row {i} ({text(row.workload.name)} {text(row.workload.shape)})"
         if row.error:
-            lines.append(f"{where}: {row.status}: {row.error}")
-        lines += [f"{where}: {w}" for w in row.warnings]
-        lines += [f"{where}: note: {n}" for n in row.notes]
+            lines.append(f"{where}: {text(row.status)}: {text(row.error)}")
+        lines += [f"{where}: {text(w)}" for w in row.warnings]
+        lines += [f"{where}: note: {text(n)}" for n in row.notes]
         if row.unsupported_ops:
-            lines.append(f"{where}: fvcore has no FLOP formula for {', '.join(sorted(row.unsupported_ops))} "
-                         "(counted as 0)")
+            lines.append(f"{where}: fvcore has no FLOP formula for "
+                         f"{', '.join(text(op) for op in sorted(row.unsupported_ops))} (counted as 0)")
         if row.zero_flop_ops:
-            calls = ", ".join(f"{op} ×{n}" for op, n in sorted(row.zero_flop_ops.items()))
+            calls = ", ".join(f"{text(op)} ×{text(n)}" for op, n in sorted(row.zero_flop_ops.items()))
             lines.append(f"{where}: fvcore counts these as 0 FLOPs by design: {calls}")
     return lines
 
@@ -259,40 +264,47 @@ def export_json(report: Report, stream: TextIO, paper: bool = False) -> None:
 
 
 def export_csv(report: Report, stream: TextIO, paper: bool = False) -> None:
-    frame(report, paper).to_csv(stream, index=False, lineterminator="\n")
+    """The unrounded frame; text cells on one line, never a spreadsheet formula (escaping.csv_text)."""
+    df = frame(report, paper).map(lambda value: csv_text(value) if isinstance(value, str) else value)
+    df.to_csv(stream, index=False, lineterminator="\n")
 
 
-def _breakdowns(report: Report) -> list[tuple[str, pd.DataFrame]]:
-    """(title, formatted frame) for each row that has a breakdown."""
+def _breakdowns(report: Report, text: Callable[[object], str] = plain_text) -> list[tuple[str, pd.DataFrame]]:
+    """(title, formatted frame) for each row that has a breakdown; ``text`` as in header_lines (the
+    frame's cells are left to the view)."""
     depth = report.execution.breakdown_depth
-    return [(f"Breakdown of {row.workload.name} {row.workload.shape} (modules at depth {depth}; each part timed "
-             "alone on its own input, in turn with the whole model; Time [%] is of the whole model's median)",
+    return [(f"Breakdown of {text(row.workload.name)} {text(row.workload.shape)} (modules at depth {text(depth)}; "
+             "each part timed alone on its own input, in turn with the whole model; Time [%] is of the whole "
+             "model's median)",
              breakdown_frame(row).astype(object).map(_fmt))
             for row in report.rows if row.breakdown]
 
 
 def _markdown_table(df: pd.DataFrame) -> str:
+    """Every cell escaped; the column names are ours (a paper column's device is a known one)."""
     align = ["left" if c in TEXT_COLUMNS + ("Part", "Type") else "right" for c in df.columns]
-    return df.to_markdown(index=False, disable_numparse=True, colalign=align)
+    return df.map(markdown_text).to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
 def export_markdown(report: Report, stream: TextIO, paper: bool = False) -> None:
-    lines = header_lines(report, paper)
+    lines = header_lines(report, paper, markdown_text)
     stream.write(lines[0] + "\n\n" + _markdown_table(_display(report, paper)) + "\n\n")
-    for line in lines[1:] + [f"- {w}" for w in warning_lines(report)]:
+    for line in lines[1:] + [f"- {w}" for w in warning_lines(report, markdown_text)]:
         stream.write(line + "\n")
-    for title, df in _breakdowns(report):
+    for title, df in _breakdowns(report, markdown_text):
         stream.write(f"\n{title}\n\n{_markdown_table(df)}\n")
 
 
 def _latex_table(df: pd.DataFrame) -> str:
     """A booktabs tabular (\\usepackage{booktabs}); text escaped, missing values as '--'."""
     align = "".join("l" if c in TEXT_COLUMNS + ("Part", "Type") else "r" for c in df.columns)
-    return df.replace("–", "--").to_latex(index=False, escape=True, column_format=align)
+    df = df.replace("–", "--").map(latex_text).rename(columns=latex_text)
+    return df.to_latex(index=False, escape=False, column_format=align)
 
 
 def export_latex(report: Report, stream: TextIO, paper: bool = False) -> None:
-    """Tables to paste into a paper; what the header and notes say goes above them as comments."""
+    """Tables to paste into a paper; what the header and notes say goes above them as comments (each
+    one line by plain_text, so nothing in it can end the comment early)."""
     for line in header_lines(report, paper) + warning_lines(report):
         stream.write(f"% {line}\n")
     stream.write(_latex_table(_display(report, paper)))
@@ -301,22 +313,31 @@ def export_latex(report: Report, stream: TextIO, paper: bool = False) -> None:
 
 
 def _rich_table(df: pd.DataFrame, title: str, caption: str | None = None) -> Table:
-    table = Table(title=title, caption=caption, caption_justify="left", title_justify="left")
+    """Titles, captions and cells as Text, which rich prints as is (no markup, no emoji codes), so the
+    text must already be free of control characters (header_lines, warning_lines, plain_text)."""
+    table = Table(title=Text(title), caption=caption and Text(caption), caption_justify="left",
+                  title_justify="left")
     for column in df.columns:
         left = column in TEXT_COLUMNS + ("Part", "Type")
-        table.add_column(Text(column), justify="left" if left else "right", no_wrap=left)
+        table.add_column(Text(plain_text(column)), justify="left" if left else "right", no_wrap=left)
     for record in df.itertuples(index=False):
-        table.add_row(*(Text(cell) for cell in record))  # text, not rich markup: '[ms]' stays
+        table.add_row(*(Text(plain_text(cell)) for cell in record))
     return table
 
 
 def export_table(report: Report, stream: TextIO, paper: bool = False) -> None:
+    """Rich tables, as wide as the terminal; on a terminal too narrow for them (say COLUMNS=20, where
+    rich would squeeze every cell empty) as wide as they need, so that the lines overflow instead."""
     lines = header_lines(report, paper)
     interactive = hasattr(stream, "isatty") and stream.isatty()
     console = Console(file=stream, width=None if interactive else 220, force_terminal=interactive)
-    console.print(_rich_table(_display(report, paper), lines[0], "\n".join(lines[1:] + warning_lines(report))))
-    for title, df in _breakdowns(report):
-        console.print(_rich_table(df, title))
+    tables = [_rich_table(_display(report, paper), lines[0], "\n".join(lines[1:] + warning_lines(report))),
+              *(_rich_table(df, title) for title, df in _breakdowns(report))]
+    unclamped = console.options.update_width(10_000)  # rich clamps a measurement to the width it is given
+    needed = max(Measurement.get(console, unclamped, table).minimum for table in tables)
+    console.width = max(console.width, needed)
+    for table in tables:
+        console.print(table)
 
 
 EXPORTERS: dict[str, Callable[[Report, TextIO, bool], None]] = {

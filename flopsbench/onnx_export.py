@@ -3,9 +3,9 @@
 PConv is exported in its ``split_cat`` form (same outputs; the in-place ``slicing`` form bloats
 ONNX graphs). The cache key hashes what determines the file: the module's structure and every
 weight, the input shape and dtype, and the torch and opset versions, so repeated runs reuse the
-file and any change makes a new one. The embedded metadata (``flopsbench`` in the model's
-metadata_props) carries the workload and its FLOPs and memory counts to a board that has no
-torch to count them with."""
+file and any change makes a new one; a checksum beside each file catches a damaged one, which is
+exported again. The embedded metadata (``flopsbench`` in the model's metadata_props) carries the
+workload and its FLOPs and memory counts to a board that has no torch to count them with."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import onnx
 import torch
 
-from flopsbench import __version__
+from flopsbench import __version__, validation
 from flopsbench.constants import METADATA_KEY
 from flopsbench.ort_runtime import check_outputs
 from flopsbench.report import Row
@@ -46,6 +47,13 @@ def export_metadata(row: Row, execution: Execution) -> dict:
 def cache_dir() -> Path:
     root = os.environ.get("FLOPSBENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flopsbench"
     return Path(root) / "onnx"
+
+
+def check_cache() -> None:
+    """Fail before measuring if the export cache cannot be written (a validation.OptionError naming
+    FLOPSBENCH_CACHE, which sets it)."""
+    validation.check_folder(cache_dir(), "FLOPSBENCH_CACHE",
+                            "set FLOPSBENCH_CACHE to a writable folder, e.g. FLOPSBENCH_CACHE=/tmp/flopsbench")
 
 
 def content_key(module: torch.nn.Module, x: torch.Tensor) -> str:
@@ -81,12 +89,53 @@ def export(module: torch.nn.Module, x: torch.Tensor, path: Path, metadata: dict 
     return path
 
 
-def cached_export(module: torch.nn.Module, x: torch.Tensor, metadata: dict | None = None) -> tuple[Path, bool]:
-    """The ONNX file for this module and input, exported only if not cached; (path, was_cached)."""
+class CachedExport(NamedTuple):
+    path: Path
+    cached: bool  # the file was reused
+    problem: str | None = None  # why a cached file was not reused but exported again
+
+
+def cached_export(module: torch.nn.Module, x: torch.Tensor, metadata: dict | None = None) -> CachedExport:
+    """The ONNX file for this module and input, exported only if not cached. Each file has a
+    checksum record beside it (``KEY.json``: size and sha256, written after the file); a cached
+    file is reused only if it matches its record, else (damaged, truncated, or no record, e.g.
+    an export cut short) it is exported again and ``problem`` says why."""
     path = cache_dir() / f"{content_key(module, x)}.onnx"
-    if path.exists():
-        return path, True
-    return export(module, x, path, metadata), False
+    problem = _cache_problem(path) if path.exists() else None
+    if path.exists() and problem is None:
+        return CachedExport(path, True)
+    export(module, x, path, metadata)
+    record = path.with_suffix(".json")
+    tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"bytes": path.stat().st_size, "sha256": _sha256(path)}))
+    os.replace(tmp, record)
+    return CachedExport(path, False, problem)
+
+
+def _cache_problem(path: Path) -> str | None:
+    """Why the cached ``path`` cannot be trusted, or None if it matches its checksum record."""
+    try:
+        record = json.loads(path.with_suffix(".json").read_text())
+        size, digest = record["bytes"], record["sha256"]
+    except FileNotFoundError:
+        return "the cached file had no checksum record"
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        return f"its checksum record was unreadable ({type(exc).__name__})"
+    if not isinstance(size, int) or not isinstance(digest, str):
+        return "its checksum record was unreadable (wrong types)"
+    if path.stat().st_size != size:
+        return f"the cached file had {path.stat().st_size} bytes instead of {size}"
+    if _sha256(path) != digest:
+        return "the cached file's sha256 did not match its record"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_metadata(path: Path) -> dict | None:

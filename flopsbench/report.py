@@ -82,6 +82,10 @@ class Row:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Row":
+        """A row from its JSON; schema.ReportError (a ValueError) says what is wrong with it."""
+        from flopsbench.schema import validated_row  # here: the torch-free board and worker never read rows
+
+        validated_row(data)  # strict: what passes has the types the fields say, so it is used as it is
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "workload"}
         notes = data.get("notes")
         fields["notes"] = [n for n in notes if isinstance(n, str)] if isinstance(notes, list) else []
@@ -148,9 +152,15 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Report":
-        if data.get("schema") != "flopsbench.report" or data.get("schema_version") != SCHEMA_VERSION:
+        """A report from its JSON; schema.ReportError (a ValueError) says what is wrong with it."""
+        from flopsbench.schema import validated_report  # here: the torch-free board and worker never read reports
+
+        if isinstance(data, dict) and (data.get("schema"), data.get("schema_version")) != ("flopsbench.report",
+                                                                                          SCHEMA_VERSION):
             raise ValueError(f"not a flopsbench report of schema version {SCHEMA_VERSION}")
-        return cls(command=data["command"], execution=Execution.from_dict(data["execution"]),
+        checked = validated_report(data)
+        # the execution as checked: the keys a later version may add are left out, as Execution takes none
+        return cls(command=data["command"], execution=Execution.from_dict(checked.execution.model_dump()),
                    environment=data["environment"], argv=data["argv"],
                    rows=[Row.from_dict(r) for r in data["rows"]], workers=_list_of_dicts(data.get("workers")),
                    complete=data["complete"],

@@ -3,11 +3,13 @@ budget). Plain Python: importable without torch (the onnxruntime board runner us
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 DTYPES = ("fp32", "fp16", "bf16")
 RUNTIMES = ("torch", "onnxruntime")
+MAX_SIDE = 1_000_000  # per side of a --shape: far beyond any real feature map; memory is checked separately
 FLOP_CONVENTION = "fvcore: 1 multiply-add = 1 FLOP (FasterNet paper, footnote 1)"
 
 
@@ -21,11 +23,13 @@ class Shape:
 
     @classmethod
     def parse(cls, text: str) -> "Shape":
-        """'96x56x56' -> Shape(96, 56, 56); raises ValueError with the reason."""
-        parts = text.lower().replace("×", "x").split("x")
-        if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
-            raise ValueError(f"{text!r} is not CxHxW, e.g. 96x56x56")
-        c, h, w = (int(p) for p in parts)
+        """'96x56x56' -> Shape(96, 56, 56), each side 1 to MAX_SIDE; raises ValueError with the reason."""
+        match = re.fullmatch(r"\s*(\d+)\s*[x×]\s*(\d+)\s*[x×]\s*(\d+)\s*", text.lower(), re.ASCII)
+        if not match:
+            raise ValueError(f"{text[:40]!r} is not CxHxW, e.g. 96x56x56")
+        if any(len(side) > len(str(MAX_SIDE)) or int(side) > MAX_SIDE for side in match.groups()):
+            raise ValueError(f"{text[:40]!r}: C, H and W must each be at most {MAX_SIDE:,}")
+        c, h, w = (int(side) for side in match.groups())
         if min(c, h, w) < 1:
             raise ValueError(f"{text!r}: C, H and W must all be positive")
         return cls(c, h, w)

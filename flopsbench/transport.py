@@ -11,8 +11,9 @@ nothing else runs while one times. ``InProcess`` runs the job in this very proce
 the orchestration with mock backends only: it is not isolated.
 
 ``run(job, on_event)`` returns the worker's exit code (None if it could not be started).
-Ctrl-C in the parent is passed on to the worker, whose ``interrupted`` event (after the samples
-it took) still reaches ``on_event``; then KeyboardInterrupt is raised again."""
+Ctrl-C, SIGTERM or SIGHUP in the parent is passed on to the worker (``flopsbench.signals``),
+whose ``interrupted`` event (after the samples it took) still reaches ``on_event``; then
+KeyboardInterrupt is raised."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import subprocess
 import sys
 from typing import Callable, Sequence
 
-from flopsbench import worker
+from flopsbench import signals, worker
 
 OnEvent = Callable[[dict], None]
 MAX_AHEAD = 8  # workers started ahead of their jobs (each holds an imported torch, ~0.3 GB)
@@ -63,7 +64,8 @@ class FreshProcesses:
                 pass
 
         try:
-            pump(lambda: _event(process.stdout), on_event, interrupt)
+            with signals.passed_on_to(interrupt, process.kill):  # the reading is never cut mid-line
+                pump(lambda: _event(process.stdout), on_event, interrupt)
             return process.wait()
         finally:
             if process.poll() is None:  # a second Ctrl-C: stop waiting for it

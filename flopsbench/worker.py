@@ -33,6 +33,7 @@ from typing import Callable
 from flopsbench.backends import Backend, Observed, Prepared, backend_for
 from flopsbench.report import Row, error_line
 from flopsbench.sampling import sample_round
+from flopsbench.signals import ENDING
 from flopsbench.spec import Execution, TimingBudget, Workload
 
 PROG = "python -m flopsbench.worker"
@@ -109,7 +110,7 @@ TASKS = {"time": time_case, "max_batch": find_max_batch, "breakdown": break_down
 
 
 def run(job: dict, send: Send) -> int:
-    """``serve``, ending with ``interrupted`` on Ctrl-C or SIGTERM (after the samples taken)."""
+    """``serve``, ending with ``interrupted`` on Ctrl-C, SIGTERM or SIGHUP (after the samples taken)."""
     try:
         serve(job, send)
         return 0
@@ -119,14 +120,20 @@ def run(job: dict, send: Send) -> int:
 
 
 def _interrupt_once(signum, frame) -> None:
-    """The first SIGINT or SIGTERM interrupts the timing; later ones must not cut the report short."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+    """The first ending signal interrupts the timing; later ones must not cut the report short.
+    They are dropped by a handler, not SIG_IGN: one already caught but not yet handled (a terminal's
+    SIGHUP and the parent's SIGINT arrive together) would otherwise print a "race condition" error."""
+    for sig in ENDING:
+        signal.signal(sig, _ignore)
     raise KeyboardInterrupt
 
 
+def _ignore(signum, frame) -> None:
+    pass
+
+
 def _own_process() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in ENDING:
         signal.signal(sig, _interrupt_once)
 
 

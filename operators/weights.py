@@ -3,6 +3,7 @@ errors that name the offending keys."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,6 +23,7 @@ def load_official_weights(model: nn.Module, path: str | Path) -> nn.Module:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
+    _check_checkpoint_format(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a corrupt or unsafe file
@@ -32,6 +34,24 @@ def load_official_weights(model: nn.Module, path: str | Path) -> nn.Module:
     _check_matches(model, state_dict, path)
     model.load_state_dict(state_dict, strict=False)  # strictness checked above, with better messages
     return model
+
+
+def _check_checkpoint_format(path: Path) -> None:
+    """Refuse a file that is neither of torch.save's formats (a zip archive, or a legacy pickle,
+    which starts with the pickle protocol byte 0x80), saying what it looks like; torch.load
+    itself would only say e.g. 'KeyError: 101' of a text file."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if zipfile.is_zipfile(path) or head[:1] == b"\x80":
+        return
+    if not head:
+        looks = "the file is empty"
+    elif all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
+        looks = "it looks like a text file"
+    else:
+        looks = f"it starts with bytes {head[:8].hex(' ')}"
+    raise ValueError(f"{path} is not a PyTorch checkpoint ({looks}; torch.save writes a zip archive, "
+                     "e.g. the released fasternet_*.pth)")
 
 
 def _extract_state_dict(checkpoint: Any, path: Path) -> dict[str, torch.Tensor]:

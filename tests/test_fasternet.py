@@ -245,7 +245,7 @@ def test_load_missing_or_corrupt_file(tmp_path):
         load_official_weights(build_fasternet("t0"), tmp_path / "absent.pth")
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ValueError, match="not a checkpoint"):
+    with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
         load_official_weights(build_fasternet("t0"), corrupt)
     tensor = tmp_path / "tensor.pth"
     torch.save(torch.zeros(3), tensor)

@@ -82,7 +82,7 @@ def test_content_key_sees_weights_and_shapes():
 
 def test_thread_and_optimisation_options_reach_the_session(tmp_path):
     module = torch.nn.Conv2d(4, 4, 3, padding=1).eval()
-    path, _ = cached_export(module, torch.zeros(1, 4, 8, 8))
+    path = cached_export(module, torch.zeros(1, 4, 8, 8)).path
     session, record = make_session(path, threads=2, cores=(0, 1), opt_level="basic", spinning=False)
     options = session.get_session_options()
     assert options.intra_op_num_threads == 2 and options.inter_op_num_threads == 1

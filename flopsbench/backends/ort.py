@@ -24,11 +24,13 @@ class OnnxRuntime(Backend):
         if x is None:  # counted at small batches: the export takes the run's own batch
             x = build_input(row.workload, execution)
 
-        path, cached = cached_export(module, x, export_metadata(row, execution))
+        path, cached, problem = cached_export(module, x, export_metadata(row, execution))
         session, _ = session_for(path, execution)
         worst = compare_with_torch(session, {session.get_inputs()[0].name: x.numpy()}, module, x)
         row.runtime = {"onnx_file": str(path), "export_cached": cached, "pconv_exported_as": "split_cat",
                        "max_abs_diff_vs_torch": worst}
+        if problem:  # a damaged cache entry, exported again
+            row.runtime["export_cache_problem"] = problem
         return {"onnx": str(path)}
 
     def prepare(self, case: dict, execution: Execution) -> Prepared:

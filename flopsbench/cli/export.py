@@ -33,7 +33,8 @@ def export_command(
     name: str = typer.Argument(..., help="An operator (see 'flopsbench list'), a registered model, or timm:NAME."),
     output: Path = typer.Option(..., "-o", "--output", help="The ONNX file to write."),
     shape: Optional[str] = typer.Option(None, "--shape", help="Operators: feature map CxHxW (default 96x56x56)."),
-    layers: Optional[int] = typer.Option(None, help="Operators: identical layers stacked (default 10)."),
+    layers: Optional[int] = typer.Option(None, help="Operators: identical layers stacked (default 10; at most "
+                                                     f"{validation.MAX_LAYERS})."),
     kernel: Optional[int] = typer.Option(None, help="Operators: kernel size for conv, gconv, dwconv, pconv (default 3)."),
     groups: Optional[int] = typer.Option(None, help="Operators: GConv groups (default 16)."),
     ratio: Optional[str] = typer.Option(None, help="PConv partial ratio r = c_p/c, e.g. 1/4 (default)."),
@@ -54,7 +55,7 @@ def export_command(
     check_choice(pconv_mode, FORWARD_MODES, "--pconv-mode")
     workload = _workload(name, shape=shape, layers=layers, kernel=kernel, groups=groups, ratio=ratio,
                          pconv_mode=pconv_mode, resolution=resolution, act=act, num_classes=num_classes,
-                         weights=weights, fuse_bn=fuse_bn)
+                         weights=weights, fuse_bn=fuse_bn, batch=batch)
     _check_output(output)
     execution = Execution(device="cpu", runtime="onnxruntime", dtype="fp32", batch=batch, seed=seed)
     try:
@@ -95,15 +96,15 @@ def export_workload(workload: Workload, execution: Execution, output: Path) -> t
 
 
 def _workload(name: str, *, shape, layers, kernel, groups, ratio, pconv_mode, resolution, act, num_classes,
-              weights, fuse_bn) -> Workload:
-    """An operator workload (``ops``' rules) or a model workload (``model``'s rules); options of
-    the other kind are refused."""
+              weights, fuse_bn, batch) -> Workload:
+    """An operator workload (``ops``' rules) or a model workload (``model``'s rules), checked to fit
+    in memory at ``batch`` (built and exported here, on the CPU); options of the other kind are refused."""
     ratio_value = None if ratio is None else parse_ratio(ratio)
     if name in operators.list_operators():
         _refuse("operator", name, {"--resolution": resolution, "--act": act, "--num-classes": num_classes,
                                    "--weights": weights, "--fuse-bn": fuse_bn})
         if layers is not None:
-            check_positive(layers, "--layers")
+            validated(validation.check_range, layers, "--layers", 1, validation.MAX_LAYERS)
         shapes = parse_shapes([shape] if shape else None, [DEFAULT_SHAPE])
         if len(shapes) != 1:
             raise bad("--shape", f"give one CxHxW (one file per shape), not {shape!r}")
@@ -114,7 +115,9 @@ def _workload(name: str, *, shape, layers, kernel, groups, ratio, pconv_mode, re
             if key not in accepted:
                 raise bad(ops_cli.PARAM_OPTIONS[key], f"{name} has no such parameter; its parameters: "
                                                       f"{', '.join(accepted) or 'none'}")
-        return ops_cli._workload(name, shapes[0], DEFAULT_LAYERS if layers is None else layers, overrides)
+        workload = ops_cli._workload(name, shapes[0], DEFAULT_LAYERS if layers is None else layers, overrides)
+        ops_cli.check_fits(workload, batch)
+        return workload
     try:
         model_def = resolve_model(name)
     except KeyError as exc:
@@ -122,13 +125,12 @@ def _workload(name: str, *, shape, layers, kernel, groups, ratio, pconv_mode, re
     if model_def.unavailable:
         raise bad("NAME", f"{name} cannot be built here: {model_def.unavailable}")
     _refuse("model", name, {"--shape": shape, "--layers": layers, "--kernel": kernel, "--groups": groups})
-    if resolution is not None:
-        check_positive(resolution, "--resolution")
+    model_cli.check_sizes(resolution, num_classes)
     if weights is not None and not weights.is_file():
         raise bad("--weights", f"no file at {weights}; give the path of a downloaded checkpoint")
     overrides = {"ratio": ratio_value, "forward_mode": pconv_mode, "act": act, "num_classes": num_classes}
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    workload = model_cli._workload(name, overrides, resolution, weights, True if fuse_bn is None else fuse_bn)
+    workload = model_cli._workload(name, overrides, resolution, weights, True if fuse_bn is None else fuse_bn, batch)
     for option, key in (("--ratio", "ratio"), ("--pconv-mode", "forward_mode"), ("--act", "act")):
         if key in overrides and key not in workload.param_dict:
             raise bad(option, f"{name} has no such option (FasterNet models do)")

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from flopsbench.constants import ARM_MACHINES
 from flopsbench.cli import invoked_args
-from flopsbench import cuda, validation
+from flopsbench import cuda, signals, validation
 from flopsbench.environment import capture_environment
 from flopsbench.exporters import EXPORTERS, render
 from flopsbench.report import Report, write_atomically
@@ -57,13 +57,17 @@ Threads = Annotated[int, typer.Option(help="torch intra-op threads (inter-op thr
 Cores = Annotated[Optional[str], typer.Option(
     help="Cores to pin to, e.g. 0 or 0,2-3 (default: the first --threads allowed cores).")]
 Dtype = Annotated[str, typer.Option(help="Data type: " + ", ".join(DTYPES) + ".")]
-Warmup = Annotated[float, typer.Option(help="Warm-up seconds (at least 3 calls) before timing.")]
-MinTime = Annotated[float, typer.Option(help="Keep sampling until this many seconds are timed...")]
+Warmup = Annotated[float, typer.Option(help=f"Warm-up seconds (at least 3 calls) before timing "
+                                             f"(0 to {validation.MAX_SECONDS}).")]
+MinTime = Annotated[float, typer.Option(help=f"Keep sampling until this many seconds are timed "
+                                             f"(0 to {validation.MAX_SECONDS})...")]
 MinRuns = Annotated[int, typer.Option(help="...and at least this many samples...")]
-MaxRuns = Annotated[int, typer.Option(help="...but never more than this many.")]
-Runs = Annotated[Optional[int], typer.Option(help="Exactly this many samples (overrides the three above).")]
+MaxRuns = Annotated[int, typer.Option(help=f"...but never more than this many (at most {validation.MAX_RUNS:,}).")]
+Runs = Annotated[Optional[int], typer.Option(help=f"Exactly this many samples (overrides the three above; "
+                                                  f"at most {validation.MAX_RUNS:,}).")]
 Rounds = Annotated[int, typer.Option(help="Split sampling into rounds, each a fresh worker process that "
-                                          "times every case, so machine and process noise spread over all rows.")]
+                                          "times every case, so machine and process noise spread over all rows "
+                                          f"(1 to {validation.MAX_ROUNDS}).")]
 StopCi = Annotated[float, typer.Option(help="After 2+ rounds, stop a row once the 95% confidence interval of its "
                                             "median is within +- this fraction of it (0 = always spend the budget).")]
 Format = Annotated[str, typer.Option("--format", help="Output view: " + ", ".join(FORMATS) + ".")]
@@ -120,12 +124,16 @@ def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_leve
         raise bad("--channels-last", "applies to the torch runtime; onnxruntime picks its own layout")
     pinned_cores = validated(validation.parse_cores, cores, threads)
     validated(validation.check_budget, min_time, min_runs, max_runs, runs, warmup, rounds, stop_ci)
-    if breakdown_depth < 0 or breakdown_time <= 0:
-        raise bad("--breakdown" if breakdown_depth < 0 else "--breakdown-time",
-                  "must be >= 0 (depth) and > 0 (seconds)")
+    validated(validation.check_seed, seed)
+    if breakdown_depth < 0:
+        raise bad("--breakdown", f"{breakdown_depth} must be >= 0 (0 = off)")
+    validated(validation.check_seconds, breakdown_time, "--breakdown-time", positive=True)
     validated(validation.check_writable, output)
     if save:
         check_results_dir(results_dir)
+    if runtime == "onnxruntime":
+        from flopsbench.onnx_export import check_cache  # imports onnx: only for runs that export
+        validated(check_cache)
     budget = TimingBudget(warmup_s=warmup, min_time_s=min_time, min_runs=min_runs, max_runs=max_runs,
                           exact_runs=runs, rounds=rounds, stop_ci=stop_ci)
     if runtime == "onnxruntime":
@@ -223,10 +231,10 @@ def parse_ratio(text: str) -> float:
     return value
 
 
-def validated(check, *args):
+def validated(check, *args, **kwargs):
     """Run a shared check (flopsbench.validation), turning its failure into a one-line CLI error."""
     try:
-        return check(*args)
+        return check(*args, **kwargs)
     except validation.OptionError as exc:
         raise bad(exc.option, str(exc)) from None
 
@@ -234,6 +242,12 @@ def validated(check, *args):
 def check_positive(value: int, option: str) -> None:
     if value < 1:
         raise bad(option, f"{value} must be a positive integer")
+
+
+def host_batch(execution: Execution) -> int:
+    """The batch this machine's memory must hold: the run's own, except on cuda, where inputs are
+    made on the GPU and the host only counts at batches 1 and 2 (runner.count_and_stage)."""
+    return min(execution.batch, 2) if execution.device == "cuda" else execution.batch
 
 
 def save_path(results_dir: Path, command: str, device: str, runtime: str) -> Path:
@@ -285,7 +299,8 @@ def measure_and_report(report: Report, workloads: list[Workload], fmt: str, outp
 
     with progress:
         try:
-            run_all(report, workloads, on_step=on_step)
+            with signals.ending_as_interrupt():  # SIGTERM and SIGHUP keep the rows as Ctrl-C does
+                run_all(report, workloads, on_step=on_step)
         except KeyboardInterrupt:
             pass  # the report stays incomplete
     after()  # e.g. read the GPU's clocks and temperature again
@@ -298,7 +313,7 @@ def measure_and_report(report: Report, workloads: list[Workload], fmt: str, outp
         if row.status != "ok":
             stderr.print(f"[red]{row.status}[/red] " + escape(f"{row.workload.name} {row.workload.shape}: {row.error}"))
     if not report.complete:
-        stderr.print(f"interrupted after {progress.tasks[0].completed:.0f} of {steps} steps; the report "
-                     "is marked incomplete and holds the samples taken so far")
+        stderr.print(f"interrupted{signals.describe()} after {progress.tasks[0].completed:.0f} of {steps} steps; "
+                     "the report is marked incomplete and holds the samples taken so far")
     if report.exit_status():
-        raise typer.Exit(report.exit_status())
+        raise typer.Exit(signals.exit_status(report.exit_status()))

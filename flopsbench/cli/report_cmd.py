@@ -15,21 +15,31 @@ from flopsbench import validation
 from flopsbench.report import Report
 
 
+MAX_REPORT_BYTES = 1 << 30  # a report with 1,000 rows of 10,000 samples each is about 200 MB
+FIX = "give a report saved by --save or '--format json -o FILE' (by this version, unedited)"
+
+
 def load_report(path: Path) -> Report:
     """The report in ``path``, or a one-line error naming what is wrong with the file."""
     try:
-        data = json.loads(path.read_text())
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            raise bad("FILE", f"{path} is larger than {MAX_REPORT_BYTES >> 20} MiB, more than any report; {FIX}")
+        data = json.loads(path.read_text(), parse_constant=_refuse_constant)
     except OSError as exc:
-        raise bad("FILE", f"cannot read {path} ({exc.strerror}); give a report saved by --save or "
-                          "'--format json -o FILE'") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad("FILE", f"{path} is not JSON ({exc}); give a report saved by --save or "
-                          "'--format json -o FILE'") from None
+        raise bad("FILE", f"cannot read {path} ({exc.strerror}); {FIX}") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+        raise bad("FILE", f"{path} is not JSON ({exc}); {FIX}") from None
+    except RecursionError:
+        raise bad("FILE", f"{path} holds JSON nested deeper than Python's parser goes, so no report; {FIX}") from None
     try:
         return Report.from_dict(data)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise bad("FILE", f"{path} is not a flopsbench report this version reads ({type(exc).__name__}: "
-                          f"{exc}); re-run the measurement with this version") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # ReportError is a ValueError
+        raise bad("FILE", f"{path} is not a flopsbench report this version reads ({exc}); {FIX}") from None
+
+
+def _refuse_constant(name: str):
+    """json.loads reads NaN and Infinity, which JSON does not have (and no report holds)."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 @app.command("report")
