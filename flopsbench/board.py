@@ -4,7 +4,7 @@ neither torch nor fvcore (a Raspberry Pi class ARM board), and write flopsbench'
     python -m flopsbench.board t0.onnx --threads 1 --cores 0 -o t0-arm.json
 
 Needs only the Python standard library, numpy, onnxruntime and flopsbench's torch-free modules
-(spec, report, timing, stats, sampling, cpu, environment, ort_runtime). The file is usually made
+(spec, report, timing, stats, sampling, cpu, environment, ort_runtime, output). The file is usually made
 by ``flopsbench export NAME -o FILE.onnx`` on a machine with torch: the export embeds the
 workload, batch, dtype and the FLOPs/params/memory counts (metadata key ``flopsbench``), which
 the report's row carries over, so the board's report has the same schema and numbers as any
@@ -22,8 +22,9 @@ timing: seeded standard-normal float32 of the exported shape (numpy's generator,
 differ from torch's; latency does not depend on them).
 
 Only JSON is written (the table views need the torch side's exporters); merge or render it on
-the machine you copy it back to. Exit status: 0 ok, 1 the case failed (the report says why),
-2 a user error (one line on stderr), 130 interrupted (the report is marked incomplete).
+the machine you copy it back to. Exit status: 0 ok, 1 the case failed (the report says why) or
+the report could not be written (one line), 2 a user error (one line on stderr), 130 interrupted
+(the report is marked incomplete), 141 stdout's reader went away (quietly, as SIGPIPE would end it).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from flopsbench.backends import backend_for
 from flopsbench.constants import METADATA_KEY, device_name
 from flopsbench.environment import capture_environment
 from flopsbench.ort_runtime import OPT_LEVELS, make_session
-from flopsbench.report import Report, Row, write_atomically
+from flopsbench.output import PIPE_STATUS, discard_stdout, reason, write_stdout, write_text
+from flopsbench.report import Report, Row
 from flopsbench.rounds import Case
 from flopsbench.spec import DTYPES, Execution, Shape, TimingBudget, Workload
 
@@ -140,7 +142,8 @@ def _memory_impl(value, field: str) -> None:
 EMBEDDED_COUNT_CHECKS = {
     **{key: _count for key in ("params", "params_without_bn", "flops", "flops_analytic", "flops_unfused",
                                "flops_fused", "memory_ideal_elements", "memory_ideal_bytes")},
-    "flops_by_operator": _counts_by_name, "unsupported_ops": _counts_by_name, "memory_impl": _memory_impl,
+    "flops_by_operator": _counts_by_name, "unsupported_ops": _counts_by_name, "zero_flop_ops": _counts_by_name,
+    "memory_impl": _memory_impl,
 }
 
 
@@ -363,22 +366,43 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(exc, file=sys.stderr)
         return 2
-    text = report.to_json()
-    if args.output == "-":
-        sys.stdout.write(text)
-    else:
-        write_atomically(Path(args.output), text)
+    try:
+        written = write_report(report, args.output)
+    except BrokenPipeError:  # the reader is gone: end quietly, with SIGPIPE's status, as Unix tools end
+        return PIPE_STATUS
     print(summary(report), file=sys.stderr)
     for warning in report.rows[0].warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for note in report.rows[0].notes:
         print(f"note: {note}", file=sys.stderr)
-    if args.output != "-":
+    if written and args.output != "-":
         print(f"wrote {args.output}", file=sys.stderr)
     if not report.complete:
         print(f"interrupted{signals.describe()}: the report is marked incomplete and holds the samples taken so far",
               file=sys.stderr)
-    return signals.exit_status(report.exit_status())
+    return signals.exit_status(report.exit_status()) or (0 if written else 1)
+
+
+def write_report(report: Report, output: str) -> bool:
+    """The JSON on stdout ('-') or into ``output`` (flopsbench.output's rules: a regular file replaced in
+    one step, a device, FIFO or symlink written through). A failure is one line on stderr and False;
+    BrokenPipeError (the reader is gone) is raised, with stdout discarded."""
+    try:
+        if output == "-":
+            write_stdout(report.to_json())
+        else:
+            write_text(Path(output), report.to_json())
+    except BrokenPipeError:
+        if output == "-":
+            discard_stdout()
+        raise
+    except OSError as exc:
+        if output == "-":
+            discard_stdout()
+        print(f"{PROG}: error: cannot write {'to stdout' if output == '-' else output} ({reason(exc)})",
+              file=sys.stderr)
+        return False
+    return True
 
 
 if __name__ == "__main__":

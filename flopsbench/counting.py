@@ -11,6 +11,7 @@ import torch
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # fvcore's import touches torch.jit.script
     from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import conv_flop_count, get_shape
 
 from flopsbench.spec import FLOP_CONVENTION  # noqa: F401  (re-exported: the convention counted here)
 
@@ -29,11 +30,13 @@ class ZeroListingFlopCountAnalysis(FlopCountAnalysis):
     unsupported. Each such op gets a handle (fvcore's public ``set_op_handle``) that counts
     its call and returns 0, which adds nothing to fvcore's Counters, so every FLOP count stays
     as it was, in the same single trace. ``prim::`` graph plumbing (constants, lists) is not
-    listed: it runs no operator."""
+    listed: it runs no operator. It also counts ``torchvision::deform_conv2d``
+    (``deform_conv2d_flops``), which fvcore would list as unsupported."""
 
     def __init__(self, model: torch.nn.Module, inputs) -> None:
         super().__init__(model, inputs)
         self._zero_flop_calls: Counter[str] = Counter()
+        self.set_op_handle("torchvision::deform_conv2d", deform_conv2d_flops)
         # _ignored_ops is fvcore's ignore list as set for this analysis (fvcore has no public getter).
         self.set_op_handle(**{kind: self._call_counter(kind) for kind in sorted(self._ignored_ops)})
 
@@ -47,6 +50,16 @@ class ZeroListingFlopCountAnalysis(FlopCountAnalysis):
         """Calls of each ignored op in the traced graph (fvcore runs its analysis once, cached)."""
         self.total()
         return Counter(self._zero_flop_calls)
+
+
+def deform_conv2d_flops(inputs, outputs) -> int:
+    """``torchvision::deform_conv2d`` (CycleMLP's Cycle FC), which fvcore has no formula for:
+    the multiply-adds of the convolution it applies, N·C_out·(C_in/groups)·kh·kw·H_out·W_out
+    (fvcore's conv formula, on the weight's shape). The bilinear sampling at the offsets, the
+    mask and the bias are not counted: CycleMLP's authors count it so (their fvcore handle
+    ``sfc_flop_jit``), and their published FLOPs are reproduced with it. Its inputs are
+    (input, weight, offset, mask, bias, stride…)."""
+    return int(conv_flop_count(get_shape(inputs[0]), get_shape(inputs[1]), get_shape(outputs[0])))
 
 
 def fvcore_analysis(module: torch.nn.Module, *inputs: torch.Tensor) -> ZeroListingFlopCountAnalysis:

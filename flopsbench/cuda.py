@@ -1,5 +1,5 @@
 """GPU execution: CUDA-event timing, cudnn autotuning, L2 flushing, CUDA-graph replay, fault
-classification and the GPU's environment (nvidia-ml-py).
+classification, the GPU's environment and its energy counter (nvidia-ml-py).
 
 Only the computation sits between the two events: inputs and weights are on the GPU before
 timing, cudnn.benchmark autotunes during the warm-up, an L2 flush (if asked) runs before the
@@ -11,10 +11,13 @@ import math
 import os
 import statistics
 import threading
+import time
 from contextlib import contextmanager, suppress
 from typing import Callable, Iterator
 
 import torch
+
+from flopsbench.energy import Counter, Meter, unreadable
 
 # Errors after which the CUDA context is unusable (sticky errors, and library calls that failed to
 # execute on the device): the worker process stops, and the cases left go on in a fresh one.
@@ -113,6 +116,17 @@ def calls_per_sample(fn: Callable[[], object], target_s: float = 1e-3, max_calls
         time_once()
     one_call = min(time_once() for _ in range(3))
     return max(1, min(max_calls, math.ceil(target_s / one_call))) if one_call > 0 else max_calls
+
+
+def first_call_s(fn: Callable[[], object], clock: Callable[[], float] = time.perf_counter,
+                 synchronize: Callable[[], object] | None = None) -> float:
+    """Seconds of one call of ``fn`` as its caller waits for it: the wall clock around the call
+    and a synchronize (lazy initialisations on the host, cudnn's autotuning, and the kernels)."""
+    wait = synchronize or torch.cuda.synchronize
+    started = clock()
+    fn()
+    wait()
+    return clock() - started
 
 
 def l2_flusher(device: torch.device | None = None) -> Callable[[], None]:
@@ -382,6 +396,29 @@ class GPUSampler:
         finally:
             with suppress(Exception):
                 pynvml.nvmlShutdown()
+
+
+@contextmanager
+def energy_meter(index: int = 0) -> Iterator[Meter]:
+    """CUDA device ``index``'s energy counter: NVML's total energy since the driver loaded
+    (nvmlDeviceGetTotalEnergyConsumption, mJ; Volta and later), of the whole board: another
+    process's work on the same GPU counts too. Or why it cannot be read."""
+    pynvml, why = _open_nvml()
+    if pynvml is None:
+        yield unreadable(f"GPU energy not measured: {why}")
+        return
+    try:
+        try:
+            handle = _nvml_handle(pynvml, index, cuda_uuid(index))
+            counter = Counter(f"gpu{index}", lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1e3)
+            counter.read()
+            meter = Meter(f"NVML total energy counter of CUDA device {index}", [counter])
+        except Exception as exc:  # noqa: BLE001 -- e.g. NVMLError_NotSupported before Volta, or on a MIG slice
+            meter = unreadable(f"GPU energy not measured: NVML's total energy counter: {_error(exc)}")
+        yield meter
+    finally:
+        with suppress(Exception):
+            pynvml.nvmlShutdown()
 
 
 def gpu_environment(index: int = 0) -> dict:

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 import operators
+from flopsbench.ceilings import for_report as ceilings_for, key_for as ceilings_key
 from flopsbench.escaping import csv_text, latex_text, markdown_text, plain_text
 from flopsbench.paper import DEVICE_COLUMNS, precision_label, protocol_mismatch, table1_row, table3_row
 from flopsbench.report import Report, Row, derived as derive, per_image
@@ -48,7 +49,7 @@ def runtime_note(execution) -> str:
             f"(its CPU execution provider), so the ratios compare two runtimes as well as two machines.")
 
 
-TEXT_COLUMNS = ("Operator", "Model", "Options", "Shape", "Input", "Status")
+TEXT_COLUMNS = ("Operator", "Model", "Options", "Shape", "Input", "Status", "Bound by", "Verdict")
 
 
 def _defaults(row: Row) -> dict:
@@ -79,7 +80,75 @@ def frame(report: Report, paper: bool = False) -> pd.DataFrame:
     df = pd.DataFrame.from_records(records)
     if not df.empty:
         df["Runs"] = df["Runs"].astype("Int64")  # stays integer beside error rows' missing values
+        df = df.drop(columns=[c for c in BEYOND_STEADY_STATE if c in df and df[c].isna().all()])
+        _add_roofline_columns(df, report)
     return df
+
+
+def _add_roofline_columns(df: pd.DataFrame, report: Report) -> None:
+    """'% of peak' (FLOPS / the machine's peak) and, where the intensity is shown, 'Bound by'
+    (memory left of the ridge point, compute from it on), after the FLOPS column; only when the
+    ceilings of the report's machine, device, runtime, threads, cores and dtype are known
+    (flopsbench.ceilings: cached, or given with --ceilings)."""
+    ceilings = ceilings_for(report.environment, report.execution)
+    if ceilings is None:
+        return
+    columns: dict[str, list] = {"% of peak": []}
+    eager = report.execution.runtime == "torch"  # the intensity is PyTorch eager's (see _timing_columns)
+    if eager:
+        columns["Bound by"] = []
+    for row in report.rows:
+        values = derive(row.flops, row.memory_impl_bytes, row.stats, report.execution.batch)
+        flops_per_s = values["flops_per_s"]
+        columns["% of peak"].append(None if flops_per_s is None else 100 * flops_per_s / ceilings.peak_flops_per_s)
+        if eager:
+            columns["Bound by"].append(ceilings.bound_by(values["arithmetic_intensity_flop_per_byte"]))
+    at = df.columns.get_loc("FLOPS [G/s]") + 1
+    for offset, (name, values) in enumerate(columns.items()):
+        df.insert(at + offset, name, pd.Series(values, dtype=object))
+
+
+def roofline_lines(report: Report, text: Callable[[object], str] = plain_text) -> list[str]:
+    """What '% of peak' and 'Bound by' are held against (none without ceilings); ``text`` as in
+    header_lines."""
+    ceilings = ceilings_for(report.environment, report.execution)
+    if ceilings is None:
+        return []
+    differences = ceilings.differences(ceilings_key(report.environment, report.execution))
+    rates = [derive(row.flops, None, row.stats, report.execution.batch)["flops_per_s"] for row in report.rows]
+    above = sum(rate is not None and rate > ceilings.peak_flops_per_s for rate in rates)
+    return [f"% of peak: FLOPS / this machine's measured peak, {ceilings.peak_flops_per_s / 1e9:.3g} GFLOPS "
+            f"(multiply-adds, {text(ceilings.peak_kernel)}); Bound by: memory below the ridge point "
+            f"{ceilings.ridge_flop_per_byte:.3g} FLOP/B (peak / bandwidth {ceilings.bandwidth_bytes_per_s / 1e9:.3g} "
+            f"GB/s, {text(ceilings.bandwidth_kernel)}), else compute: the roofline model (Williams, Waterman and "
+            f"Patterson, 2009). Ceilings measured {text(ceilings.created_utc)} by 'flopsbench ceilings'"
+            f" ({text(ceilings.source) or 'cached'}).",
+            *([f"The ceilings differ from this run in {text('; '.join(differences))}."] if differences else []),
+            *([f"{above} row(s) ran above the measured peak: the ceilings were likely measured while other load "
+               "slowed the machine; measure them again when it is idle ('flopsbench ceilings --refresh')."]
+              if above else [])]
+
+
+# Columns shown only when some row has a value (older reports, and machines that measure no energy, have none).
+BEYOND_STEADY_STATE = ("Cold start [ms]", "First call [ms]", "Settle [calls]", "Peak mem [MB]", "Energy [mJ/inf]",
+                       "FLOPS/W [G/W]")
+
+
+def _cold_start_columns(row: Row) -> dict:
+    cold = row.cold_start or {}
+    return {"Cold start [ms]": _scaled(cold.get("build_s"), 1e-3),
+            "First call [ms]": _scaled(cold.get("first_call_s"), 1e-3), "Settle [calls]": cold.get("settle_calls")}
+
+
+def _memory_energy_columns(row: Row, execution) -> dict:
+    """The peak memory the device's figure (the GPU's allocator on a GPU, else the worker's resident
+    set), the energy of one call (the whole batch) and FLOPs per joule (FLOPS per watt)."""
+    figure = "gpu_peak_allocated_bytes" if execution.device == "cuda" else "host_peak_bytes"
+    joules = (row.energy or {}).get("j_per_call")
+    flops_per_w = row.flops / joules if row.flops is not None and joules else None  # FLOPs per joule
+    flops_per_w = flops_per_w if flops_per_w is None or math.isfinite(flops_per_w) else None  # a joule too small
+    return {"Peak mem [MB]": _scaled((row.peak_memory or {}).get(figure), 1e6),
+            "Energy [mJ/inf]": _scaled(joules, 1e-3), "FLOPS/W [G/W]": _scaled(flops_per_w, 1e9)}
 
 
 def _timing_columns(row: Row, execution) -> dict:
@@ -93,8 +162,10 @@ def _timing_columns(row: Row, execution) -> dict:
             "Intensity [FLOP/B]": derived["arithmetic_intensity_flop_per_byte"]} if eager else {}),
         "Median [ms]": _scaled(stats and stats.median_s, 1e-3),
         "IQR [ms]": _scaled(stats and stats.iqr_s, 1e-3),
+        **_cold_start_columns(row),
         "FLOPS [G/s]": _scaled(derived["flops_per_s"], 1e9),
         "Throughput [1/s]": derived["throughput_per_s"],
+        **_memory_energy_columns(row, execution),
         "Runs": stats.n if stats else None,
         "Status": row.status if row.status != "ok" else ("warn" if row.warnings else "ok"),
         "Error": row.error or "",
@@ -119,7 +190,9 @@ def _operator_record(row: Row, report: Report, paper: bool) -> dict:
         record.update(_paper_time_columns(ref, time_key, report.execution.device))
         paper_flops = ref[flops_key] if ref else None
         record[f"Paper {report.execution.device} FLOPS [G/s]"] = paper_flops
-        record["FLOPS / paper"] = _ratio(record["FLOPS [G/s]"], paper_flops, report)
+        flops = row.flops
+        record.update(_ratio_columns("FLOPS / paper", lambda median: flops and flops / median / 1e9, paper_flops,
+                                     row, report))
     return record
 
 
@@ -142,9 +215,10 @@ def _model_record(row: Row, report: Report, paper: bool) -> dict:
         record.update(_paper_time_columns(ref, time_key, report.execution.device))
         published = ref[time_key] if ref else None
         if report.execution.device == "cuda":
-            record["Throughput / paper"] = _ratio(record["Throughput [1/s]"], published, report)
+            batch = report.execution.batch
+            record.update(_ratio_columns("Throughput / paper", lambda median: batch / median, published, row, report))
         else:
-            record["Latency / paper"] = _ratio(record["Median [ms]"], published, report)
+            record.update(_ratio_columns("Latency / paper", lambda median: median / 1e-3, published, row, report))
     return record
 
 
@@ -153,6 +227,28 @@ def _ratio(measured: float | None, published: float | None, report: Report) -> f
     if not measured or not published or protocol_mismatch(report.execution):
         return None
     return measured / published
+
+
+def _ratio_columns(name: str, measured: Callable[[float], float | None], published: float | None, row: Row,
+                   report: Report) -> dict:
+    """``name``: the measured value at the row's median (``measured`` of it) / the published one, as
+    _ratio; ``name`` CI low and high: the same at the ends of the median's 95 % interval, in order (a
+    longer latency is fewer FLOPS). The paper states no uncertainty, so the interval is the run's alone."""
+    stats = row.stats
+    ratio = _ratio(measured(stats.median_s), published, report) if stats and stats.median_s > 0 else None
+    ends = (stats.ci_low_s, stats.ci_high_s) if ratio is not None else (None, None)
+    low, high = sorted(_ratio(measured(end), published, report) for end in ends) if all(ends) else (None, None)
+    return {name: ratio, f"{name} CI low": low, f"{name} CI high": high}
+
+
+def _with_intervals(df: pd.DataFrame) -> pd.DataFrame:
+    """Each ratio with CI columns as one text column, '1.02 [0.98, 1.05]' (just '1.02' without an
+    interval), formatted by _fmt."""
+    for name in [c for c in df.columns if f"{c} CI low" in df.columns]:
+        low, high = df.pop(f"{name} CI low"), df.pop(f"{name} CI high")
+        df[name] = [_fmt(r) if pd.isna(lo) or pd.isna(hi) else f"{_fmt(r)} [{_fmt(lo)}, {_fmt(hi)}]"
+                    for r, lo, hi in zip(df[name], low, high)]
+    return df
 
 
 def _paper_time_columns(ref: dict | None, time_key: str, device: str) -> dict:
@@ -212,7 +308,7 @@ def _display(report: Report, paper: bool) -> pd.DataFrame:
     df = df.drop(columns="Error")  # errors are listed under the table
     if not df["Options"].astype(bool).any():
         df = df.drop(columns="Options")
-    return df.astype(object).map(_fmt)
+    return _with_intervals(df.astype(object)).map(_fmt)
 
 
 def header_lines(report: Report, paper: bool = False, text: Callable[[object], str] = plain_text) -> list[str]:
@@ -236,8 +332,54 @@ def header_lines(report: Report, paper: bool = False, text: Callable[[object], s
         MODEL_NOTE if report.command == "model" else MEMORY_NOTE,
         *([ORT_MEMORY_NOTE] if ex.runtime == "onnxruntime" else []),
         *([text(runtime_note(ex))] if paper and ex.runtime != "torch" else []),
+        *roofline_lines(report, text),
+        *beyond_steady_state_lines(report, text),
         *([f"Paper ratios left out: {text(mismatch)}."] if mismatch else []),
     ]
+
+
+COLD_START_NOTE = ("Cold start: each round is a new worker process, which builds the case (module and weights, or "
+                   "the onnxruntime session) in 'Cold start [ms]', then calls it: 'First call [ms]' is the first call "
+                   "there ({first_call}), 'Settle [calls]' how many calls passed before three in a row fell within "
+                   "the row's noise band, median ± max(2 × IQR, 5 %); each is the median over the rounds. A case "
+                   "other than the first of its worker's job finds the process warmed by the cases before it. "
+                   "The paper reports only steady-state latency (the median).")
+FIRST_CALL_TIMERS = {"cuda": "wall clock around the call and a synchronize, before any other call of the case",
+                     "cpu": "wall clock", "arm": "wall clock"}
+PEAK_MEMORY_NOTES = {
+    "cuda": "Peak mem [MB]: torch.cuda.max_memory_allocated while the case was built and timed, less what was "
+            "allocated before (weights, activations, cudnn workspaces, a CUDA graph's pool, the L2 flush buffer); "
+            "the JSON's peak_memory also has the reserved (cached) peak and the host's resident set; the largest "
+            "over the rounds.",
+    "host": "Peak mem [MB]: how far the worker's resident set rose (VmHWM, reset before the build) above its size "
+            "before the case was built, while it was built and timed; memory the process already held and reused "
+            "is not counted; the largest over the rounds.",
+}
+ORT_PEAK_NOTE = " onnxruntime's Python API reports no session peak: its rows are the worker's resident set."
+ENERGY_NOTE = ("Energy [mJ/inf]: {source}, read before the samples and again once a second or more of calls had "
+               "passed (untimed calls after the samples where they were shorter), over the calls in that window; "
+               "one inference is one call of the batch. FLOPS/W [G/W]: the batch's FLOPs / its joules.")
+
+
+def beyond_steady_state_lines(report: Report, text: Callable[[object], str] = plain_text) -> list[str]:
+    """What the cold-start, peak-memory and energy columns are, for those some row has; and, once
+    per report, why a figure was not measured (e.g. no permission to read RAPL)."""
+    rows, ex = report.rows, report.execution
+    lines = []
+    if any((row.cold_start or {}).get("first_call_s") is not None for row in rows):
+        lines.append(COLD_START_NOTE.format(first_call=FIRST_CALL_TIMERS.get(ex.device, "wall clock")))
+    figure = "gpu_peak_allocated_bytes" if ex.device == "cuda" else "host_peak_bytes"
+    if any((row.peak_memory or {}).get(figure) is not None for row in rows):
+        lines.append(PEAK_MEMORY_NOTES["cuda" if ex.device == "cuda" else "host"]
+                     + (ORT_PEAK_NOTE if ex.runtime == "onnxruntime" else ""))
+    sources = list(dict.fromkeys(row.energy["source"] for row in rows if (row.energy or {}).get("j_per_call")
+                                 is not None and isinstance(row.energy.get("source"), str)))
+    if sources:
+        lines.append(ENERGY_NOTE.format(source=text("; ".join(sources))))
+    reasons = [(row.peak_memory or {}).get("unavailable") for row in rows]
+    reasons += [(row.energy or {}).get("unavailable") for row in rows]
+    lines += [f"{text(reason)}." for reason in dict.fromkeys(r for r in reasons if isinstance(r, str))]
+    return lines
 
 
 def warning_lines(report: Report, text: Callable[[object], str] = plain_text) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -20,18 +19,20 @@ import onnx
 import torch
 
 from flopsbench import __version__, validation
-from flopsbench.constants import METADATA_KEY
+from flopsbench.constants import METADATA_KEY, cache_root
+from flopsbench.output import staged, write_text
 from flopsbench.ort_runtime import check_outputs
 from flopsbench.report import Row
 from flopsbench.spec import Execution
 from operators.pconv import PartialConv
 
-OPSET = 17
+OPSET = 17  # a model needing a later one says so as ``onnx_opset`` (CycleMLP's DeformConv: 19)
 # onnxruntime's output must match PyTorch's within rtol, and atol × the output's largest magnitude.
 ORT_RTOL, ORT_ATOL = 1e-3, 1e-4
 # Counts embedded in an ONNX export, for a board without torch to report (Row field names).
 EMBEDDED_COUNTS = ("params", "params_without_bn", "flops", "flops_analytic", "flops_unfused", "flops_fused",
-                   "flops_by_operator", "unsupported_ops", "memory_ideal_elements", "memory_ideal_bytes", "memory_impl")
+                   "flops_by_operator", "unsupported_ops", "zero_flop_ops", "memory_ideal_elements",
+                   "memory_ideal_bytes", "memory_impl")
 
 
 def export_metadata(row: Row, execution: Execution) -> dict:
@@ -45,8 +46,7 @@ def export_metadata(row: Row, execution: Execution) -> dict:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("FLOPSBENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flopsbench"
-    return Path(root) / "onnx"
+    return cache_root() / "onnx"
 
 
 def check_cache() -> None:
@@ -66,27 +66,32 @@ def content_key(module: torch.nn.Module, x: torch.Tensor) -> str:
 
 
 def export(module: torch.nn.Module, x: torch.Tensor, path: Path, metadata: dict | None = None) -> Path:
-    """Write ``module`` (eval, PConv as split_cat) to ``path`` with ``metadata`` embedded."""
+    """Write ``module`` (eval, PConv as split_cat) to ``path`` with ``metadata`` embedded, by
+    flopsbench.output's rules: a regular file is replaced in one step, keeping its mode; a device
+    or symlink is written through."""
+    with staged(path) as tmp:
+        write_onnx(module, x, tmp, metadata)
+    return path
+
+
+def write_onnx(module: torch.nn.Module, x: torch.Tensor, path: Path, metadata: dict | None = None) -> None:
+    """``module`` (eval, PConv as split_cat) as ONNX in ``path``, with ``metadata`` embedded."""
     modes = {m: m.forward_mode for m in module.modules() if isinstance(m, PartialConv)}
     for m in modes:
         m.forward_mode = "split_cat"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
-            torch.onnx.export(module, (x,), str(tmp), input_names=["input"], output_names=["output"],
-                              opset_version=OPSET, dynamo=False)
+            torch.onnx.export(module, (x,), str(path), input_names=["input"], output_names=["output"],
+                              opset_version=max(OPSET, getattr(module, "onnx_opset", OPSET)), dynamo=False)
     finally:
         for m, mode in modes.items():
             m.forward_mode = mode
     if metadata is not None:
-        model = onnx.load(str(tmp))
+        model = onnx.load(str(path))
         entry = model.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-        onnx.save(model, str(tmp))
-    os.replace(tmp, path)
-    return path
+        onnx.save(model, str(path))
 
 
 class CachedExport(NamedTuple):
@@ -105,10 +110,7 @@ def cached_export(module: torch.nn.Module, x: torch.Tensor, metadata: dict | Non
     if path.exists() and problem is None:
         return CachedExport(path, True)
     export(module, x, path, metadata)
-    record = path.with_suffix(".json")
-    tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"bytes": path.stat().st_size, "sha256": _sha256(path)}))
-    os.replace(tmp, record)
+    write_text(path.with_suffix(".json"), json.dumps({"bytes": path.stat().st_size, "sha256": _sha256(path)}))
     return CachedExport(path, False, problem)
 
 

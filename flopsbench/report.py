@@ -6,14 +6,12 @@ the field (``median_s``, ``*_bytes``); nothing is rounded here."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 from flopsbench import __version__
 from flopsbench.spec import FLOP_CONVENTION, Execution, Workload
+from flopsbench.output import write_text as write_atomically  # noqa: F401 -- the old name, while callers move
 from flopsbench.stats import Stats, summarize
 
 SCHEMA_VERSION = 1
@@ -55,6 +53,12 @@ class Row:
     worker_pids: list[int] = field(default_factory=list)  # the worker processes that took its samples
     affinity: dict | None = None
     runtime: dict | None = None  # onnxruntime: session settings, ONNX file, check against torch; cuda: knobs
+    # Beyond steady state, each from every round's fresh worker: how far its memory rose while the case ran
+    # (flopsbench.peak_memory), its cold start (build, first call, calls until the latency settled;
+    # sampling.summarize_cold_start) and the energy of its calls (flopsbench.energy), each with how it was measured.
+    peak_memory: dict | None = None
+    cold_start: dict | None = None
+    energy: dict | None = None
     max_batch: int | None = None  # --find-max-batch: the largest batch that fit in GPU memory
     breakdown: list[dict] | None = None  # per part (module or op kind): FLOPs, bytes, time
     # --breakdown: the whole model timed in the parts' worker, interleaved with them (samples_s,
@@ -152,12 +156,14 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Report":
-        """A report from its JSON; schema.ReportError (a ValueError) says what is wrong with it."""
-        from flopsbench.schema import validated_report  # here: the torch-free board and worker never read reports
+        """A report from its JSON, migrated from an older schema version; schema.ReportError (a
+        ValueError) says what is wrong with it, schema_versions.NewerSchemaError (one) that a newer
+        flopsbench made it."""
+        # here: the torch-free board and worker never read reports
+        from flopsbench.schema import validated_report
+        from flopsbench.schema_versions import upgraded
 
-        if isinstance(data, dict) and (data.get("schema"), data.get("schema_version")) != ("flopsbench.report",
-                                                                                          SCHEMA_VERSION):
-            raise ValueError(f"not a flopsbench report of schema version {SCHEMA_VERSION}")
+        data = upgraded(data)
         checked = validated_report(data)
         # the execution as checked: the keys a later version may add are left out, as Execution takes none
         return cls(command=data["command"], execution=Execution.from_dict(checked.execution.model_dump()),
@@ -182,14 +188,3 @@ def _list_of_dicts(value) -> list[dict]:
     """A report's worker records, whatever a hand-edited or older file holds there."""
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` in one step, so an interrupted write never leaves half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make reports private
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -19,9 +19,10 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
+from flopsbench import energy, peak_memory
 from flopsbench.breakdown import check_times
 from flopsbench.report import Report, Row, utc_now
-from flopsbench.sampling import finish_row
+from flopsbench.sampling import finish_row, summarize_cold_start
 from flopsbench.spec import TimingBudget
 from flopsbench.stats import median_ci, round_medians
 
@@ -189,6 +190,23 @@ class WorkerEvents:
         pid = self.record["pid"]
         if samples and pid is not None and pid not in row.worker_pids:
             row.worker_pids.append(pid)
+        self._round_records(row, event)
+
+    @staticmethod
+    def _round_records(row: Row, event: dict) -> None:
+        """The round's cold start, peak memory and energy, each kept if it has the fields it should,
+        and the row's summaries of them brought up to date."""
+        cold = _cold_start_round(event.get("cold_start"), len(row.round_sizes) - 1)
+        if cold is not None:
+            row.cold_start = row.cold_start or {"rounds": []}
+            row.cold_start["rounds"].append(cold)
+            summarize_cold_start(row)
+        memory = _peak_memory_round(event.get("peak_memory"))
+        if memory is not None:
+            row.peak_memory = peak_memory.with_round(row.peak_memory, memory)
+        spent = _energy_round(event.get("energy"))
+        if spent is not None:
+            row.energy = energy.with_round(row.energy, spent)
 
     def _max_batch(self, row: Row, event: dict) -> None:
         row.max_batch = _int(event.get("max_batch"))
@@ -228,6 +246,45 @@ def _timed(item) -> dict:
     counted = all(_int(size) is not None and size >= 0 for size in sizes) and sum(sizes) == len(samples)
     return {"samples_s": samples, "pass_sizes": sizes if counted else [],
             "median_s": statistics.median(samples) if samples else None}
+
+
+def _cold_start_round(value, round_index: int) -> dict | None:
+    """A round's cold-start record as a worker sent it, checked: durations or None, the warm-up
+    calls' durations, the case's place in its job; ``round`` is the index of its samples' round."""
+    if not isinstance(value, dict):
+        return None
+    position = _int(value.get("case_in_worker"))
+    return {"round": round_index, "build_s": _second(value.get("build_s")),
+            "first_call_s": _second(value.get("first_call_s")), "warmup_s": _seconds(value.get("warmup_s")),
+            "case_in_worker": position if position is not None and position >= 0 else None}
+
+
+def _peak_memory_round(value) -> dict | None:
+    """A round's peak-memory record, checked: byte counts, how they were measured, why one is missing."""
+    if not isinstance(value, dict):
+        return None
+    record = {key: value[key] for key in peak_memory.FIGURES if _int(value.get(key)) is not None and value[key] >= 0}
+    record.update({key: value[key] for key in ("method", "unavailable") if isinstance(value.get(key), str)})
+    return record or None
+
+
+def _energy_round(value) -> dict | None:
+    """A round's energy record, checked: joules over a window's seconds and its inferences, with
+    their source; or why none was measured."""
+    if not isinstance(value, dict):
+        return None
+    joules, seconds, calls = _second(value.get("joules")), _second(value.get("window_s")), _int(value.get("calls"))
+    if isinstance(value.get("source"), str) and joules is not None and seconds and calls and calls > 0:
+        return {"source": value["source"], "joules": joules, "window_s": seconds, "calls": calls}
+    if isinstance(value.get("unavailable"), str):
+        return {"unavailable": value["unavailable"]}
+    return None
+
+
+def _second(value) -> float | None:
+    """One finite non-negative number (not a boolean), else None."""
+    checked = _seconds([value])
+    return checked[0] if checked else None
 
 
 def _int(value) -> int | None:

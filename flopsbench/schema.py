@@ -114,6 +114,32 @@ class WholeModel(_Open):
     median_s: Seconds | None = None
 
 
+class ColdStartModel(_Open):
+    """A row's cold start: the medians over its rounds (each round's record is under ``rounds``)."""
+
+    build_s: Seconds | None = None
+    first_call_s: Seconds | None = None
+    settle_calls: Annotated[float, Field(ge=0, le=MAX_COUNT)] | None = None
+
+
+class PeakMemoryModel(_Open):
+    """A row's peak memory: each figure's largest over its rounds, how measured, why one is missing."""
+
+    host_peak_bytes: Count | None = None
+    gpu_peak_allocated_bytes: Count | None = None
+    gpu_peak_reserved_bytes: Count | None = None
+    method: str | None = None
+    unavailable: str | None = None
+
+
+class EnergyModel(_Open):
+    """A row's energy: joules per call (the whole batch) over its rounds' windows, or why none."""
+
+    source: str | None = None
+    j_per_call: Annotated[float, Field(ge=0)] | None = None
+    unavailable: str | None = None
+
+
 class RowModel(_Model):
     workload: WorkloadModel
     status: Literal["ok", "error", "not timed"] = "ok"
@@ -138,6 +164,9 @@ class RowModel(_Model):
     worker_pids: list[int] = []
     affinity: dict[str, Any] | None = None
     runtime: dict[str, Any] | None = None
+    peak_memory: PeakMemoryModel | None = None
+    cold_start: ColdStartModel | None = None
+    energy: EnergyModel | None = None
     max_batch: Count | None = None
     breakdown: list[PartModel] | None = None
     breakdown_whole: WholeModel | None = None

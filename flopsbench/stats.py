@@ -1,5 +1,6 @@
-"""Statistics over raw timing samples: median is the headline, IQR the spread; MAD outliers are
-flagged, never dropped."""
+"""Statistics over raw timing samples: median is the headline, IQR the spread, p90 and p99 the
+slow tail; MAD outliers are flagged, never dropped. Percentiles interpolate linearly (numpy's
+default), so with fewer than 100 samples p99 lies between the two slowest."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ class Stats:
     iqr_s: float
     q1_s: float
     q3_s: float
+    p90_s: float
+    p99_s: float
     mean_s: float
     min_s: float
     max_s: float
@@ -51,13 +54,13 @@ def summarize(samples: list[float]) -> Stats:
     if not samples:
         raise ValueError("no samples to summarize")
     x = np.asarray(samples, dtype=float)
-    q1, median, q3 = np.percentile(x, [25, 50, 75])
+    q1, median, q3, p90, p99 = np.percentile(x, [25, 50, 75, 90, 99])
     deviation = np.abs(x - median)
     mad = float(np.median(deviation))
     ci = median_ci(samples)
     return Stats(
         n=len(x), median_s=float(median), iqr_s=float(q3 - q1), q1_s=float(q1), q3_s=float(q3),
-        mean_s=float(x.mean()), min_s=float(x.min()), max_s=float(x.max()),
+        p90_s=float(p90), p99_s=float(p99), mean_s=float(x.mean()), min_s=float(x.min()), max_s=float(x.max()),
         stdev_s=statistics.stdev(samples) if len(x) > 1 else 0.0, mad_s=mad, outliers=count_outliers(deviation, mad),
         ci_low_s=ci[0] if ci else None, ci_high_s=ci[1] if ci else None,
     )

@@ -4,13 +4,17 @@ words it in its own one-line style."""
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
+import stat
+import tempfile
 from pathlib import Path
 from typing import Callable
 
 from flopsbench.cpu import allowed_cores
+from flopsbench.output import replaces
 
 
 class OptionError(ValueError):
@@ -181,19 +185,36 @@ def json_path(path: str, key: str | int) -> str:
 
 
 def check_writable(output: str | None) -> None:
-    """Fail before measuring if the output file cannot be written ('-' is stdout)."""
+    """Fail before measuring if the output file cannot be written ('-' is stdout), by the rules
+    flopsbench.output writes it by, and without opening it (a FIFO's open waits for a reader): a
+    regular or new file needs a folder where its replacement can be made, and an existing one its
+    own write permission too; a device, a FIFO or what a symlink points to, write permission."""
     if output is None or output == "-":
         return
     path = Path(output)
-    existed = path.exists()
     try:
-        with open(path, "a"):
-            pass
+        mode = path.stat().st_mode  # what a symlink points to
+    except FileNotFoundError:
+        mode = None  # a new file (or a symlink to one): made in its folder
     except OSError as exc:
-        raise OptionError("--output", f"cannot write {output} ({exc.strerror}); choose a writable path "
-                                      "or '-' for stdout") from None
-    if not existed:
-        path.unlink()
+        raise _unwritable(output, exc.strerror) from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise _unwritable(output, os.strerror(errno.EISDIR))
+    if mode is not None and stat.S_ISSOCK(mode):
+        raise _unwritable(output, "it is a socket")
+    if mode is not None and not os.access(path, os.W_OK):
+        raise _unwritable(output, os.strerror(errno.EACCES))
+    if mode is None or replaces(path):
+        try:  # the replacement is made beside the file
+            fd, probe = tempfile.mkstemp(dir=Path(os.path.realpath(path)).parent, prefix=".flopsbench-write-test-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise _unwritable(output, exc.strerror) from None
+
+
+def _unwritable(output: str, why: str | None) -> OptionError:
+    return OptionError("--output", f"cannot write {output} ({why}); choose a writable path or '-' for stdout")
 
 
 def check_folder(folder: Path, option: str, fix: str) -> None:

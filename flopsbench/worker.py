@@ -5,7 +5,10 @@ what earlier rounds recorded of how it ran, ``earlier``), builds each case from 
 through its backend (or opens the case's ONNX file), pins itself, warms up, times, and streams
 events back: ``ready``, ``start`` (pid, the device's environment), then per case ``case`` (begun)
 and its result (``samples``, ``max_batch`` or ``breakdown``) or ``error``, and ``done`` (or
-``interrupted``). Events are JSON lines on stdout::
+``interrupted``). A ``samples`` event also says how the case started in this process (its cold
+start: the build's seconds, the first call's, every warm-up call's), how far its memory rose
+(flopsbench.peak_memory) and the energy its calls took (flopsbench.energy). Events are JSON lines
+on stdout::
 
     python -m flopsbench.worker --preload torch,operators < job.json
 
@@ -28,11 +31,13 @@ import json
 import os
 import signal
 import sys
-from typing import Callable
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from flopsbench.backends import Backend, Observed, Prepared, backend_for
 from flopsbench.report import Row, error_line
-from flopsbench.sampling import sample_round
+from flopsbench.sampling import RoundLog, sample_round
 from flopsbench.signals import ENDING
 from flopsbench.spec import Execution, TimingBudget, Workload
 
@@ -40,7 +45,19 @@ PROG = "python -m flopsbench.worker"
 Send = Callable[[dict], None]
 
 
-def serve(job: dict, send: Send) -> None:
+@dataclass
+class CaseStart:
+    """How a case began in this worker: its place in the job (0: the process's first), the probe
+    of its peak memory (started before the build), the seconds ``backend.prepare`` took, and the
+    clock that timed them."""
+
+    position: int
+    memory: Any
+    prepare_s: float | None
+    clock: Callable[[], float] = time.perf_counter
+
+
+def serve(job: dict, send: Send, clock: Callable[[], float] = time.perf_counter) -> None:
     """Run ``job``, sending its events. A fatal fault (a dead CUDA context) ends the job early:
     the parent starts a fresh worker for the cases left."""
     execution = Execution.from_dict(job["execution"])
@@ -48,13 +65,18 @@ def serve(job: dict, send: Send) -> None:
     backend = backend_for(execution)
     send({"event": "start", "pid": os.getpid(), "environment": backend.environment()})
     task = TASKS[job["task"]]
-    for case in job["cases"]:
+    for position, case in enumerate(job["cases"]):
         send({"event": "case", "id": case["id"]})
         failed = False
-        try:  # the prepared case lives only in the task's frame: gone before the next is built
+        try:
+            prepared = None  # the last case gone before this one's memory is measured and it is built
+            memory = backend.peak_memory()
+            memory.start()
+            started = clock()
             # the largest-batch search builds its own case: nothing of the timed one may stay resident
             prepared = None if task is find_max_batch else backend.prepare(case, execution)
-            task(case, prepared, backend, execution, budget, send)
+            start = CaseStart(position, memory, clock() - started, clock)
+            task(case, prepared, backend, execution, budget, send, start)
         except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
             fatal = backend.is_fatal(exc)
             send({"event": "error", "id": case["id"], "error": backend.explain(exc, execution),
@@ -71,31 +93,48 @@ def serve(job: dict, send: Send) -> None:
 
 
 def time_case(case: dict, prepared: Prepared, backend: Backend, execution: Execution, budget: TimingBudget,
-              send: Send) -> None:
+              send: Send, start: CaseStart | None = None) -> None:
     """One round of samples; sent even when interrupted or failing midway (the samples taken,
-    with ``complete`` false), with what the settings observed meanwhile (e.g. the GPU's clocks)."""
+    with ``complete`` false), with what the settings observed meanwhile (e.g. the GPU's clocks),
+    the case's cold start, its peak memory since ``start`` and the energy of its calls."""
     row = Row(Workload.from_dict(case["workload"]))
+    log = RoundLog()
     complete, observed = False, None
+    clock = start.clock if start else time.perf_counter
     try:
-        with prepared.settings() as observed:
-            sample_round(row, prepared.call, execution, budget, torch_threads=prepared.torch_threads,
-                         time_once=prepared.time_once, keep_workers=prepared.pins_own_workers)
+        with prepared.energy() as meter, prepared.settings() as observed:
+            sample_round(row, prepared.call, execution, budget, clock, torch_threads=prepared.torch_threads,
+                         time_once=prepared.time_once, keep_workers=prepared.pins_own_workers, log=log, meter=meter)
         complete = True
     finally:
         seen = observed if isinstance(observed, Observed) else Observed()
         send({"event": "samples", "id": case["id"], "samples_s": row.samples_s, "warmup_runs": row.warmup_runs,
               "affinity": row.affinity, "runtime": {**prepared.runtime, **seen.runtime}, "warnings": seen.warnings,
-              "complete": complete})
+              "complete": complete, "cold_start": cold_start(prepared, start, log, row.samples_s),
+              "peak_memory": start.memory.stop() if start else None, "energy": log.energy})
+
+
+def cold_start(prepared: Prepared, start: CaseStart | None, log: RoundLog, samples: list[float]) -> dict:
+    """The round's cold-start record: the build's seconds (the backend's own figure, else all of
+    ``prepare``), the first call's (the backend's, else the round's first call: its first warm-up
+    call, or its first sample without warm-up), every warm-up call's, and the case's place in the job."""
+    build_s, first_call_s = prepared.build_s, prepared.first_call_s
+    if build_s is None and start is not None:
+        build_s = start.prepare_s
+    if first_call_s is None and log.warmup_s + samples:
+        first_call_s = (log.warmup_s + samples)[0]
+    return {"build_s": build_s, "first_call_s": first_call_s, "warmup_s": log.warmup_s,
+            "case_in_worker": start.position if start is not None else None}
 
 
 def find_max_batch(case: dict, prepared: None, backend: Backend, execution: Execution, budget: TimingBudget,
-                   send: Send) -> None:
+                   send: Send, start: CaseStart | None = None) -> None:
     batch, warnings = backend.largest_batch(case, execution)
     send({"event": "max_batch", "id": case["id"], "max_batch": batch, "warnings": warnings})
 
 
 def break_down(case: dict, prepared: Prepared, backend: Backend, execution: Execution, budget: TimingBudget,
-               send: Send) -> None:
+               send: Send, start: CaseStart | None = None) -> None:
     """The whole model, timed as its rows were, in passes interleaved with each part at
     ``execution.breakdown_depth``, each part timed the same way (``backend.timer``)."""
     from flopsbench.breakdown import time_parts

@@ -11,8 +11,10 @@ stored in the table rather than read from timm at import time; the tests check i
 timm's ``pretrained_cfg['input_size']`` (the default tag's), and torchvision's classifiers are
 all 224.
 
-Table 3 rows that neither library has (PVT v1, CycleMLP) are registered too, with
-``unavailable`` set to the reason and a builder that raises.
+Table 3 rows that neither library has, PVT v1 and CycleMLP, are defined in this package from
+their authors' code (``operators/pvt.py``, ``operators/cyclemlp.py``, official module names) and
+registered under the official model names, lower-cased (``pvt_tiny`` …, ``cyclemlp_b1`` …);
+those modules are imported inside the builders too (CycleMLP needs torchvision).
 
 ``resolve_model(name)`` also reaches any timm model through ``timm:NAME``.
 """
@@ -20,6 +22,7 @@ Table 3 rows that neither library has (PVT v1, CycleMLP) are registered too, wit
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -69,20 +72,29 @@ BASELINES: tuple[Baseline, ...] = (
     Baseline("timm", "swin_base_patch4_window7_224", "Swin-B", 224),
 )
 
-_PVT_V1 = ("PVT v1 (Wang et al., ICCV 2021) is in neither timm (which has only PVT v2, "
-           "pvt_v2_b0…b5, a different architecture) nor torchvision")
-_CYCLEMLP = ("CycleMLP (Chen et al., ICLR 2022) is in neither timm nor torchvision "
-             "(only in its authors' repository, github.com/ShoufaChen/CycleMLP)")
+@dataclass(frozen=True)
+class OwnBaseline:
+    """A Table 3 baseline no library has, defined in ``operators``: ``module``'s ``builder``
+    builds ``variant``."""
 
-# Table 3 rows no library here has: (registered name, Table 3 label, reason). The names are the
-# ones the official repositories use (pvt_tiny …, CycleMLP_B1 …), lower-cased.
-UNAVAILABLE: tuple[tuple[str, str, str], ...] = (
-    ("pvt_tiny", "PVT-Tiny", _PVT_V1),
-    ("pvt_small", "PVT-Small", _PVT_V1),
-    ("pvt_medium", "PVT-Medium", _PVT_V1),
-    ("pvt_large", "PVT-Large", _PVT_V1),
-    ("cyclemlp_b1", "CycleMLP-B1", _CYCLEMLP),
-    ("cyclemlp_b2", "CycleMLP-B2", _CYCLEMLP),
+    name: str        # the official model name, lower-cased; the registered name
+    paper_label: str
+    module: str      # the operators module defining the family
+    builder: str     # its builder, called as builder(variant, num_classes=..., seed=...)
+    variant: str
+    source: str      # the official code it follows
+
+
+_PVT_SOURCE = "PVT v1 (Wang et al., ICCV 2021), official github.com/whai362/PVT"
+_CYCLEMLP_SOURCE = "CycleMLP (Chen et al., ICLR 2022), official github.com/ShoufaChen/CycleMLP"
+
+OWN_BASELINES: tuple[OwnBaseline, ...] = (
+    OwnBaseline("pvt_tiny", "PVT-Tiny", "operators.pvt", "build_pvt", "tiny", _PVT_SOURCE),
+    OwnBaseline("pvt_small", "PVT-Small", "operators.pvt", "build_pvt", "small", _PVT_SOURCE),
+    OwnBaseline("pvt_medium", "PVT-Medium", "operators.pvt", "build_pvt", "medium", _PVT_SOURCE),
+    OwnBaseline("pvt_large", "PVT-Large", "operators.pvt", "build_pvt", "large", _PVT_SOURCE),
+    OwnBaseline("cyclemlp_b1", "CycleMLP-B1", "operators.cyclemlp", "build_cyclemlp", "b1", _CYCLEMLP_SOURCE),
+    OwnBaseline("cyclemlp_b2", "CycleMLP-B2", "operators.cyclemlp", "build_cyclemlp", "b2", _CYCLEMLP_SOURCE),
 )
 
 
@@ -132,8 +144,11 @@ _LIBRARY_CALLS = {"timm": "timm.create_model({!r}, pretrained=False)",
                   "torchvision": "torchvision.models.{}(weights=None)"}
 
 
-def _unavailable(name: str, reason: str, **params: Any) -> nn.Module:
-    raise RuntimeError(f"{name} is unavailable: {reason}")
+def build_own(baseline: OwnBaseline, *, num_classes: int = 1000, seed: int | None = None) -> nn.Module:
+    """``baseline``'s model from its ``operators`` module, randomly initialised the official way."""
+    _check_num_classes(num_classes)
+    builder = getattr(importlib.import_module(baseline.module), baseline.builder)  # lazily: torchvision
+    return builder(baseline.variant, num_classes=num_classes, seed=seed)
 
 
 # ----------------------------------------------------------------------------- registry
@@ -149,17 +164,16 @@ for _b in BASELINES:
         paper_label=_b.paper_label,
     ))
 
-for _name, _label, _reason in UNAVAILABLE:
+for _own in OWN_BASELINES:
     register_model(ModelDef(
-        name=_name,
-        description=f"{_label} (the paper's Table 3 baseline; not buildable here)",
-        build=partial(_unavailable, _name, _reason),
+        name=_own.name,
+        description=f"{_own.paper_label}: {_own.source} ({_own.module}), random init",
+        build=partial(build_own, _own),
         defaults=dict(DEFAULTS),
-        input_resolution=224,  # the official repositories' default; nothing is built anyway
-        paper_label=_label,
-        unavailable=_reason,
+        input_resolution=224,  # the official repositories' default (both build for 224)
+        paper_label=_own.paper_label,
     ))
-del _b, _name, _label, _reason
+del _b, _own
 
 
 # ----------------------------------------------------------------------------- name lookup

@@ -1,4 +1,5 @@
-"""The paper's Table 3 baselines (timm / torchvision) in the model registry, and resolve_model."""
+"""The paper's Table 3 baselines (timm / torchvision, and PVT v1 / CycleMLP defined in operators)
+in the model registry, and resolve_model."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ import pytest
 import torch
 from torch import nn
 
-from operators import get_model, list_models
+from operators import get_model, list_models, models
 from operators._registry import InvalidParameter
-from operators.baselines import BASELINES, UNAVAILABLE, resolve_model, timm_input_resolution
+from operators.baselines import BASELINES, DEFAULTS, OWN_BASELINES, resolve_model, timm_input_resolution
+from operators.models import ModelDef
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE3 = {row["name"]: row for row in
           json.loads((ROOT / "flopsbench/data/fasternet_published.json").read_text())["models"]}
 AVAILABLE = [b.name for b in BASELINES]
-UNAVAILABLE_NAMES = [name for name, _, _ in UNAVAILABLE]
+OWN_NAMES = [b.name for b in OWN_BASELINES]  # tested in test_pvt_cyclemlp.py
+UNAVAILABLE_EXAMPLE = "nolib_net"
 
 # Swin's patch embedding only takes the side it was built for (224, window 7); every other
 # baseline is fully convolutional or interpolates, so a 64×64 input keeps the forward test cheap.
@@ -58,7 +61,7 @@ def fvcore_gflops(model: nn.Module, side: int) -> float:
 
 def test_registered_after_fasternet_in_table_order_within_family():
     names = list_models()
-    assert names[names.index("fasternet_l") + 1:] == AVAILABLE + UNAVAILABLE_NAMES
+    assert names[names.index("fasternet_l") + 1:] == AVAILABLE + OWN_NAMES
     assert AVAILABLE[:4] == ["shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "mobilenetv2_100", "mobilenetv2_140"]
 
 
@@ -78,21 +81,36 @@ def test_entries_name_library_and_options():
         assert dict(model.defaults) == {"num_classes": 1000, "seed": None}
 
 
-def test_unavailable_rows_raise_with_their_reason():
-    assert {label for _, label, _ in UNAVAILABLE} == {
-        "PVT-Tiny", "PVT-Small", "PVT-Medium", "PVT-Large", "CycleMLP-B1", "CycleMLP-B2"}
-    for name in UNAVAILABLE_NAMES:
-        model = get_model(name)
-        assert model.unavailable and "neither timm" in model.unavailable
-        with pytest.raises(RuntimeError, match="unavailable") as info:
-            model.create()
-        assert model.unavailable in str(info.value)
-        with pytest.raises(RuntimeError, match="unavailable"):
-            model.build(num_classes=1000, seed=None)  # the builder itself raises too
-    assert "PVT v2" in get_model("pvt_tiny").unavailable
+def with_unavailable_model(monkeypatch) -> str:
+    """Register, for one test, a model that cannot be built here (``ModelDef.unavailable``): since
+    PVT v1 and CycleMLP are defined in ``operators``, no registered model is; the path stays."""
+    entry = ModelDef(name=UNAVAILABLE_EXAMPLE, description="NoLibNet (not buildable here)",
+                     build=lambda **params: nn.Identity(), defaults=dict(DEFAULTS),
+                     unavailable="NoLibNet is in neither timm nor torchvision")
+    monkeypatch.setitem(models._MODELS._entries, entry.name, entry)
+    return entry.name
 
 
-def test_no_library_has_the_unavailable_ones():
+def test_an_unavailable_entry_raises_with_its_reason(monkeypatch):
+    model = get_model(with_unavailable_model(monkeypatch))
+    with pytest.raises(RuntimeError, match="unavailable") as info:
+        model.create()
+    assert model.unavailable in str(info.value)
+    assert not [n for n in list_models() if n != UNAVAILABLE_EXAMPLE and get_model(n).unavailable]
+
+
+def test_pvt_v1_and_cyclemlp_are_defined_here_from_the_official_code():
+    assert [(b.name, b.paper_label) for b in OWN_BASELINES] == [
+        ("pvt_tiny", "PVT-Tiny"), ("pvt_small", "PVT-Small"), ("pvt_medium", "PVT-Medium"),
+        ("pvt_large", "PVT-Large"), ("cyclemlp_b1", "CycleMLP-B1"), ("cyclemlp_b2", "CycleMLP-B2")]
+    for b in OWN_BASELINES:
+        model = get_model(b.name)
+        assert model.unavailable is None and b.module in model.description and "official" in model.description
+    with pytest.raises(InvalidParameter):
+        get_model("pvt_tiny").create(num_classes=-1)
+
+
+def test_no_library_has_pvt_v1_or_cyclemlp():
     import timm
     import torchvision.models
 
@@ -187,7 +205,7 @@ def test_mobilevit_flops_match_paper_with_attention_counted():
 def test_resolve_registered_names():
     assert resolve_model("resnet50") is get_model("resnet50")
     assert resolve_model("fasternet_t0") is get_model("fasternet_t0")
-    assert resolve_model("pvt_tiny").unavailable
+    assert resolve_model("pvt_tiny") is get_model("pvt_tiny") and not get_model("pvt_tiny").unavailable
 
 
 def test_resolve_timm_name():

@@ -26,6 +26,7 @@ from flopsbench.build import build_case
 from flopsbench.runner import count_case
 from flopsbench.spec import Execution, Shape, Workload
 from tests.fakes import interrupting_ort
+from tests.test_baselines import UNAVAILABLE_EXAMPLE, with_unavailable_model
 from tests.test_cli import _assert_one_line_error, invoke, stderr_lines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,8 +258,10 @@ def test_export_model_errors_are_one_line(tmp_path, args, option):
     _assert_one_line_error(invoke(["export", "fasternet_t0", *args.split(), "-o", tmp_path / "x.onnx"]), option)
 
 
-@pytest.mark.parametrize("name, says", [("nosuchop", "unknown model 'nosuchop'"), ("pvt_tiny", "cannot be built")])
-def test_export_unknown_or_unbuildable_name_is_one_line(tmp_path, name, says):
+@pytest.mark.parametrize("name, says", [("nosuchop", "unknown model 'nosuchop'"),
+                                        (UNAVAILABLE_EXAMPLE, "cannot be built")])
+def test_export_unknown_or_unbuildable_name_is_one_line(tmp_path, monkeypatch, name, says):
+    with_unavailable_model(monkeypatch)
     result = invoke(["export", name, "-o", tmp_path / "x.onnx"])
     assert result.exit_code == 2 and result.stdout == "" and "Traceback" not in result.output
     (line,) = stderr_lines(result)

@@ -23,6 +23,7 @@ from flopsbench.report import Report
 from flopsbench.runner import run_all
 from flopsbench.spec import Shape, Workload
 from tests.fakes import interrupting_cpu
+from tests.test_baselines import with_unavailable_model
 
 TINY = ["--shape", "16x8x8", "--layers", "2", "--runs", "3", "--warmup", "0"]
 ONE = ["--shape", "16x8x8", "--layers", "1", "--runs", "2", "--warmup", "0"]
@@ -136,7 +137,8 @@ def test_markdown_to_stdout_with_dash():
     assert "1 multiply-add = 1 FLOP" in result.stdout
 
 
-def test_list_lists_every_operator():
+def test_list_lists_every_operator(monkeypatch):
+    unavailable = with_unavailable_model(monkeypatch)
     result = invoke(["list"])
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
@@ -145,7 +147,8 @@ def test_list_lists_every_operator():
     assert names == operators.list_operators() == ["conv", "gconv", "dwconv", "pwconv", "pconv"]
     models = [line.split()[0] for line in lines[models_at + 1:]]
     assert models == operators.list_models() and models[0] == "fasternet_t0"
-    assert any("pvt_tiny" in line and "UNAVAILABLE" in line for line in lines)
+    assert any(line.split()[0] == unavailable and "UNAVAILABLE" in line for line in lines)
+    assert any(line.split()[0] == "pvt_tiny" and "224px" in line for line in lines)
 
 
 # --- user errors -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from flopsbench.exporters import render
 from flopsbench.counting import count_params_without_bn
 from flopsbench.paper import published
 from operators import get_model
+from tests.test_baselines import with_unavailable_model
 from tests.test_cli import invoke, stderr_lines
 
 QUICK = ["--runs", "3", "--warmup", "0", "--rounds", "1"]
@@ -100,11 +101,12 @@ def test_official_weights_load_and_reach_the_timed_model(tmp_path):
     assert row["params_without_bn"] == count_params_without_bn(model)
 
 
-def test_unavailable_baseline_is_an_error_row_not_a_crash():
-    result = invoke(["model", "pvt_tiny", "fasternet_t0", *QUICK, "--format", "json"])
+def test_unavailable_baseline_is_an_error_row_not_a_crash(monkeypatch):
+    result = invoke(["model", with_unavailable_model(monkeypatch), "fasternet_t0", *QUICK, "--format", "json"])
     assert result.exit_code == 1, result.output  # the report is written; the status says a row failed
-    pvt, t0 = json.loads(result.stdout)["rows"]
-    assert pvt["status"] == "error" and "unavailable" in pvt["error"] and "PVT v2" in pvt["error"]
+    unavailable, t0 = json.loads(result.stdout)["rows"]
+    assert unavailable["status"] == "error" and "unavailable" in unavailable["error"]
+    assert "neither timm" in unavailable["error"]
     assert t0["status"] == "ok"
 
 

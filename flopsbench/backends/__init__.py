@@ -3,7 +3,8 @@
 A backend has two sides. In the parent, which counts, ``stage`` makes what the worker needs
 besides the spec (an ONNX file, say) from the counted module. In a worker, a fresh process that
 only times, ``prepare`` builds the case from its spec into a ``Prepared`` call with its timer and
-settings, ``explain`` words a fault and ``is_fatal`` says whether the process can go on. Backends are found by
+settings, ``explain`` words a fault and ``is_fatal`` says whether the process can go on; ``peak_memory``
+and ``Prepared.energy`` say what the case's memory and energy are measured with. Backends are found by
 (device, runtime) and imported only when asked for, so a worker timing ONNX files never imports
 torch. Tests and plugins add their own with ``register_backend`` (a mock backend's ``transport``
 may run its worker in-process)."""
@@ -15,6 +16,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager
 
+from flopsbench.energy import Meter, rapl_meter
+from flopsbench.peak_memory import HostPeak
 from flopsbench.report import error_line
 from flopsbench.spec import Execution
 
@@ -41,6 +44,13 @@ class Prepared:
     runtime: dict = field(default_factory=dict)  # how it ran, for the row's ``runtime`` record
     module: Any = None  # the torch module and input (for --breakdown)
     x: Any = None
+    # the counters of the energy a call takes, entered around the round (see flopsbench.energy)
+    energy: Callable[[], ContextManager[Meter]] = rapl_meter
+    # Cold start, for a backend whose ``prepare`` does more than build the case (e.g. calibrates
+    # its timer, and so calls the case): the build's own seconds, and the first call's, timed by
+    # it before any other call. None: the worker times the whole of ``prepare``, and the first call.
+    build_s: float | None = None
+    first_call_s: float | None = None
 
 
 @dataclass
@@ -95,6 +105,11 @@ class Backend:
     def environment(self) -> dict:
         """What the report's environment records of the device, read in the worker."""
         return {}
+
+    def peak_memory(self):
+        """A probe of a case's peak memory: ``start()`` before it is built, ``stop()`` after its
+        round returns its record (by default the worker's resident set, flopsbench.peak_memory)."""
+        return HostPeak()
 
 
 def register_backend(device: str, runtime: str, factory: str | Callable[[], Backend]) -> None:

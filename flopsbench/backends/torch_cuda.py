@@ -1,9 +1,11 @@
 """torch on an NVIDIA GPU: CUDA-event timing, cudnn autotuning, CUDA graphs, L2 flushing, the
-largest-batch search and the classification of CUDA faults (see ``flopsbench.cuda``)."""
+largest-batch search, the classification of CUDA faults (see ``flopsbench.cuda``), and a case's
+cold start, peak GPU memory and energy (NVML's counter)."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import replace
 from typing import Callable
 
@@ -13,6 +15,7 @@ from flopsbench import cuda
 from flopsbench.backends import Backend, Observed, Prepared
 from flopsbench.build import bn_pairs_from, build_case
 from flopsbench.cpu import pinned, set_interop_threads_once
+from flopsbench.peak_memory import HostPeak
 from flopsbench.report import error_line
 from flopsbench.spec import Execution, Workload
 
@@ -25,11 +28,19 @@ class TorchCUDA(Backend):
     preload = ("flopsbench.backends.torch_cuda",)  # and with it torch and the operators
     device = "cuda"  # where cases are built (a test's fake GPU builds them on the CPU)
 
-    def prepare(self, case: dict, execution: Execution) -> Prepared:
+    def prepare(self, case: dict, execution: Execution, clock: Callable[[], float] = time.perf_counter) -> Prepared:
+        """Build the case, time its first call (before the timer's calibration or a CUDA graph's
+        capture call it), and set up its timer; the build's seconds are its own, up to the GPU
+        holding the module and input (in a fresh worker, CUDA's initialisation is in them)."""
         set_interop_threads_once(1)  # before any inter-op work in this fresh process
         precision = cuda.set_fp32_precision(execution.option("tf32", False))  # before anything runs
+        started = clock()
         module, x = self.build(case, execution)
+        torch.cuda.synchronize()
+        build_s = clock() - started
         call: Callable[[], object] = lambda: module(x)
+        with pinned(execution.threads, execution.cores, torch_threads=True), self.settings(execution)():
+            first_call_s = cuda.first_call_s(call, clock)
         if execution.option("cuda_graph"):
             try:
                 with self.settings(execution)():
@@ -43,8 +54,10 @@ class TorchCUDA(Backend):
                    "gpu": torch.cuda.get_device_name(x.device),
                    **{key: execution.option(key, default) for key, default in CUDA_DEFAULTS.items()},
                    "fp32_precision": precision}
+        device = x.device.index or 0
         return Prepared(call=call, time_once=timer, settings=self.settings(execution, monitor=True),
-                        torch_threads=True, runtime=runtime, module=module, x=x)
+                        torch_threads=True, runtime=runtime, module=module, x=x,
+                        energy=lambda: cuda.energy_meter(device), build_s=build_s, first_call_s=first_call_s)
 
     def build(self, case: dict, execution: Execution) -> tuple[torch.nn.Module, torch.Tensor]:
         """The case's module (BN fused if asked) and input, on this backend's device."""
@@ -151,3 +164,46 @@ class TorchCUDA(Backend):
 
     def environment(self) -> dict:
         return cuda.gpu_environment()
+
+    def peak_memory(self) -> "GPUPeak":
+        return GPUPeak()
+
+
+GPU_METHOD = ("GPU: torch.cuda.max_memory_allocated (tensors: weights, activations, cudnn workspaces, a CUDA "
+              "graph's pool, the L2 flush buffer) and max_memory_reserved (torch's cache), from their peaks reset "
+              "before the build, less their levels then")
+
+
+class GPUPeak:
+    """A case's peaks in torch's caching allocator on the GPU (and the host's resident set, as on the
+    CPU), from the build to the end of its round. The cache is emptied first, so that the reserved
+    peak is this case's, not what an earlier case left cached. In a fresh worker CUDA is not
+    initialised yet: nothing is touched then (its initialisation belongs to the build's time)."""
+
+    def __init__(self):
+        self.host = HostPeak()
+        self.allocated = self.reserved = 0
+
+    def start(self) -> None:
+        self.host.start()
+        with contextlib.suppress(Exception):  # a context that died: the case's own error says so
+            if torch.cuda.is_initialized():
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+                self.allocated, self.reserved = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
+
+    def stop(self) -> dict:
+        host = self.host.stop()
+        record = {key: value for key, value in host.items() if key == "host_peak_bytes"}
+        reasons = [host["unavailable"]] if "unavailable" in host else []
+        try:
+            if not torch.cuda.is_initialized():
+                raise RuntimeError("CUDA was never initialised in this worker")
+            record.update(gpu_peak_allocated_bytes=max(0, torch.cuda.max_memory_allocated() - self.allocated),
+                          gpu_peak_reserved_bytes=max(0, torch.cuda.max_memory_reserved() - self.reserved))
+        except Exception as exc:  # noqa: BLE001 -- a dead context: the figure is missing, with the reason
+            reasons.insert(0, f"GPU peak memory not measured: {error_line(exc)}")
+        record["method"] = GPU_METHOD + "; " + host.get("method", "host: not measured")
+        if reasons:
+            record["unavailable"] = "; ".join(reasons)
+        return record

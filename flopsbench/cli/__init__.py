@@ -41,7 +41,7 @@ app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Measure FLOPs, memory access, latency and FLOPS of operators and models.")
 
-from flopsbench.cli import export, list_cmd, model, ops, report_cmd  # noqa: E402,F401  (registers the commands)
+from flopsbench.cli import ceilings_cmd, claims_cmd, compare_cmd, export, figure_cmd, list_cmd, model, ops, report_cmd  # noqa: E402,F401
 
 
 def main() -> None:

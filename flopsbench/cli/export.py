@@ -15,7 +15,8 @@ from flopsbench.cli import ops as ops_cli
 from flopsbench import validation
 from flopsbench.cli.options import (Batch, Seed, bad, check_choice, check_positive, parse_ratio, parse_shapes,
                                     validated)
-from flopsbench.onnx_export import compare_with_torch, export, export_metadata
+from flopsbench.onnx_export import compare_with_torch, export_metadata, write_onnx
+from flopsbench.output import staged
 from flopsbench.ort_runtime import make_session
 from flopsbench.report import Row
 from flopsbench.build import build_case
@@ -81,18 +82,18 @@ def _si(value: float, unit: str) -> str:
 def export_workload(workload: Workload, execution: Execution, output: Path) -> tuple[int, int | None, float]:
     """Build and count the workload as the runner does, export it with the counts embedded, and
     check onnxruntime's output against PyTorch's; (file size in bytes, FLOPs, max abs diff).
-    A file whose outputs do not match is removed."""
+    The file is checked before it is put in place (flopsbench.output's rules: a regular file is
+    replaced in one step, a device or symlink written through): one whose outputs do not match
+    never reaches ``output``."""
     row = Row(workload)
     module, x = build_case(workload, execution)
     module = count_case(row, module, x, execution)
-    export(module, x, output, export_metadata(row, execution))
-    try:
-        session, _ = make_session(output, threads=1, cores=(0,))
+    with staged(output) as onnx_file:
+        write_onnx(module, x, onnx_file, export_metadata(row, execution))
+        session, _ = make_session(onnx_file, threads=1, cores=(0,))
         worst = compare_with_torch(session, {session.get_inputs()[0].name: x.numpy()}, module, x)
-    except BaseException:
-        output.unlink(missing_ok=True)
-        raise
-    return output.stat().st_size, row.flops, worst
+        size = onnx_file.stat().st_size
+    return size, row.flops, worst
 
 
 def _workload(name: str, *, shape, layers, kernel, groups, ratio, pconv_mode, resolution, act, num_classes,

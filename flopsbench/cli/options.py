@@ -6,6 +6,8 @@ names the option and the fix (printed as one line by the CLI)."""
 from __future__ import annotations
 
 import inspect
+import io
+import os
 import platform
 import re
 import socket
@@ -18,15 +20,17 @@ from typing import Annotated, Callable, Iterable, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from flopsbench.constants import ARM_MACHINES
 from flopsbench.cli import invoked_args
 from flopsbench import cuda, signals, validation
 from flopsbench.environment import capture_environment
+from flopsbench.escaping import plain_text
 from flopsbench.exporters import EXPORTERS, render
-from flopsbench.report import Report, write_atomically
+from flopsbench.output import PIPE_STATUS, create_new, discard_stdout, reason, write_stdout, write_text
+from flopsbench.report import Report
 from flopsbench.rounds import rounds_with_samples
 from flopsbench.runner import run_all
 from flopsbench.ort_runtime import OPT_LEVELS
@@ -161,7 +165,7 @@ def run_and_report(settings: RunSettings, workloads: list[Workload]) -> None:
     """Measure the workloads under ``settings`` and write the report."""
     on_gpu = settings.execution.device == "cuda"
     # The GPU's own record (name, clocks before) comes from the first worker that times on it.
-    report = Report(command=settings.command, execution=settings.execution, environment=capture_environment(),
+    report = Report(command=settings.command, execution=settings.execution, environment=capture_environment(cores=settings.execution.cores),
                     argv=["flopsbench", *invoked_args()])
     measure_and_report(report, workloads, settings.fmt, settings.output, settings.save_to, settings.paper,
                        after=lambda: report.environment.update(gpu_after=cuda.gpu_state()) if on_gpu else None)
@@ -251,52 +255,141 @@ def host_batch(execution: Execution) -> int:
 
 
 def save_path(results_dir: Path, command: str, device: str, runtime: str) -> Path:
-    """results/<command>-<device>-<runtime>-<host>-<UTC time>.json: what was run, where, how, when."""
+    """results/<command>-<device>-<runtime>-<host>-<UTC time>-<pid>.json: what was run, where, how,
+    when (to the microsecond) and by which process. The name is only planned here: SavedReport
+    creates the file with O_EXCL, and a name another run took gets a -2 (-3, ...) suffix."""
     host = re.sub(r"[^A-Za-z0-9_.-]+", "-", socket.gethostname())[:40]
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return results_dir / f"{command}-{device}-{runtime}-{host}-{stamp}.json"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return results_dir / f"{command}-{device}-{runtime}-{host}-{stamp}-{os.getpid()}.json"
 
 
 def check_results_dir(results_dir: Path) -> None:
+    validated(validation.check_folder, results_dir, "--results-dir", "choose a writable folder")
+
+
+def print_line(console: Console, text: object, style: str = "") -> None:
+    """``text`` as one line on ``console``, shown as it is: never read as rich markup, control
+    characters escaped (plain_text), not wrapped at the terminal's width."""
+    console.print(Text(plain_text(text), style=style), soft_wrap=True)
+
+
+class SavedReport:
+    """--save: the JSON, created before measuring under a name no other run has (output.create_new)
+    and replaced after every step, and the Markdown beside it at the end. A save that fails while
+    measuring (a full disk) is a warning, once, and measuring goes on; each step tries again."""
+
+    def __init__(self, planned: Path, console: Console):
+        self.path, self.console = planned, console
+        self.created = self.warned = self.current = False
+
+    def write(self, report: Report) -> None:
+        """Save the JSON now (an OSError if it fails)."""
+        self.current = False
+        if self.created:
+            write_text(self.path, report.to_json())
+        else:
+            self.path = create_new(self.path, report.to_json())
+            self.created = True
+        self.current = True
+
+    def while_measuring(self, report: Report) -> None:
+        try:
+            self.write(report)
+        except OSError as exc:
+            if not self.warned:
+                self.warned = True
+                print_line(self.console, f"warning: cannot save {self.path} ({reason(exc)}); measuring goes on "
+                                         "and each step tries again", style="yellow")
+
+    def finish(self, report: Report, paper: bool) -> bool:
+        """The last save of the JSON, then the Markdown; a failure is one line on stderr and False."""
+        markdown = None
+        try:
+            self.write(report)
+            markdown = self.path.with_suffix(".md")
+            write_text(markdown, render(report, "md", paper))
+        except OSError as exc:
+            kept = f"; the JSON is saved in {self.path}" if markdown else ""
+            print_line(self.console, f"flopsbench: error: cannot save {markdown or self.path} ({reason(exc)}){kept}")
+            return False
+        print_line(self.console, f"saved {self.path} and {markdown.name}")
+        return True
+
+    @property
+    def kept(self) -> Path | None:
+        """The JSON, if its last save worked."""
+        return self.path if self.current else None
+
+
+class _Terminal(io.StringIO):
+    """A buffer that says it is a terminal (stdout is one), so that the table view fits it, in colour."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _stdout_is_terminal() -> bool:
     try:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        probe = results_dir / ".flopsbench-write-test"
-        probe.touch()
-        probe.unlink()
+        return sys.stdout is not None and sys.stdout.isatty()
+    except (AttributeError, ValueError):  # a closed or stand-in stream
+        return False
+
+
+def write_view(report: Report, fmt: str, output: str | None, paper: bool, saved: Path | None = None) -> bool:
+    """Write the chosen view, rendered whole first, on stdout (no output, or '-') or into ``output``
+    (flopsbench.output: a regular file is replaced in one step, a device, FIFO or symlink written
+    through). A failure is one line on stderr, naming ``saved`` (the JSON kept) if given, and
+    False. A pipe whose reader is gone ends the command quietly with SIGPIPE's status, 141, as
+    any Unix tool ends."""
+    stderr = Console(stderr=True)
+    to_stdout = output is None or output == "-"
+    try:
+        if to_stdout:
+            view = _Terminal() if _stdout_is_terminal() else io.StringIO()
+            EXPORTERS[fmt](report, view, paper)
+            write_stdout(view.getvalue())
+        else:
+            write_text(Path(output), render(report, fmt, paper))
+    except BrokenPipeError:
+        if to_stdout:
+            discard_stdout()
+        raise typer.Exit(PIPE_STATUS) from None
     except OSError as exc:
-        raise bad("--results-dir", f"cannot write into {results_dir} ({exc.strerror}); "
-                                   "choose a writable folder") from None
-
-
-def write_view(report: Report, fmt: str, output: str | None, paper: bool) -> None:
-    """The chosen view on stdout (no output, or '-'), or written in one step into ``output``."""
-    if output is None or output == "-":
-        EXPORTERS[fmt](report, sys.stdout, paper)
-    else:
-        write_atomically(Path(output), render(report, fmt, paper))
-        Console(stderr=True).print(f"wrote {output}")
+        if to_stdout:
+            discard_stdout()
+        kept = f"; the report is saved in {saved}" if saved else ""
+        print_line(stderr, f"flopsbench: error: cannot write {'to stdout' if to_stdout else output} "
+                           f"({reason(exc)}){kept}")
+        return False
+    if not to_stdout:
+        print_line(stderr, f"wrote {output}")
+    return True
 
 
 def measure_and_report(report: Report, workloads: list[Workload], fmt: str, output: str | None,
                        save: Path | None, paper: bool, after: Callable[[], object] = lambda: None) -> None:
-    """Run every workload with a progress bar on stderr, saving the JSON after each step, then
-    write the chosen view. Ctrl-C keeps what is done, marked incomplete. Exits as
-    ``Report.exit_status`` says (130 interrupted, 1 a row failed)."""
+    """Run every workload with a progress bar on stderr, saving the JSON after each step (a
+    SavedReport, whose name ``save`` plans), then write the chosen view. Ctrl-C keeps what is done,
+    marked incomplete. Exits as ``Report.exit_status`` says (130 interrupted, 1 a row failed), else
+    1 if a file could not be written (141 if stdout's reader is gone: write_view)."""
     stderr = Console(stderr=True)
     # count each, time each round, then break each down if asked
     execution = report.execution
     steps = len(workloads) * (1 + rounds_with_samples(execution.budget) + (execution.breakdown_depth > 0)
                               + bool(execution.option("find_max_batch")))
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=stderr, auto_refresh=False, transient=True)
     task = progress.add_task("counting", total=steps)
+    saved = None if save is None else SavedReport(save, stderr)
 
     def on_step(report: Report, label: str) -> None:
-        if save is not None:
-            write_atomically(save, report.to_json())
+        if saved is not None:
+            saved.while_measuring(report)
         progress.update(task, advance=1, description=label)
         progress.refresh()
 
+    if saved is not None:
+        saved.while_measuring(report)  # created now: its name is taken before anything is measured
     with progress:
         try:
             with signals.ending_as_interrupt():  # SIGTERM and SIGHUP keep the rows as Ctrl-C does
@@ -304,16 +397,16 @@ def measure_and_report(report: Report, workloads: list[Workload], fmt: str, outp
         except KeyboardInterrupt:
             pass  # the report stays incomplete
     after()  # e.g. read the GPU's clocks and temperature again
-    if save is not None:
-        write_atomically(save, report.to_json())
-        write_atomically(save.with_suffix(".md"), render(report, "md", paper))
-        stderr.print(f"saved {save} and {save.with_suffix('.md').name}")
-    write_view(report, fmt, output, paper)
+    written = saved.finish(report, paper) if saved is not None else True
+    written = write_view(report, fmt, output, paper, saved.kept if saved is not None else None) and written
     for row in report.rows:
         if row.status != "ok":
-            stderr.print(f"[red]{row.status}[/red] " + escape(f"{row.workload.name} {row.workload.shape}: {row.error}"))
+            stderr.print(Text.assemble((plain_text(row.status), "red"), " ",
+                                       plain_text(f"{row.workload.name} {row.workload.shape}: {row.error}")),
+                         soft_wrap=True)
     if not report.complete:
-        stderr.print(f"interrupted{signals.describe()} after {progress.tasks[0].completed:.0f} of {steps} steps; "
-                     "the report is marked incomplete and holds the samples taken so far")
-    if report.exit_status():
-        raise typer.Exit(signals.exit_status(report.exit_status()))
+        print_line(stderr, f"interrupted{signals.describe()} after {progress.tasks[0].completed:.0f} of {steps} "
+                           "steps; the report is marked incomplete and holds the samples taken so far")
+    status = signals.exit_status(report.exit_status()) or (0 if written else 1)
+    if status:
+        raise typer.Exit(status)

@@ -1,30 +1,44 @@
-"""`flopsbench report FILE.json`: a saved report (from --save, -o, or the board runner) as any
-view, e.g. a LaTeX table for a paper, without measuring again."""
+"""`flopsbench report FILE...`: saved reports (from --save, -o, or the board runner) as any view,
+e.g. a LaTeX table for a paper, without measuring again. One file is shown as it was measured;
+several (any devices, runtimes, machines, ops and model reports alike) are merged into the paper's
+cross-device layouts (flopsbench.merge, flopsbench.merged_views)."""
 
 from __future__ import annotations
 
+import fnmatch
+import io
 import json
 from pathlib import Path
+from typing import List, Optional
 
 import typer
+from rich.console import Console
 
 from flopsbench.cli import app
-from flopsbench.cli.options import (FORMATS, Format, Output, Paper, bad, check_choice, validated,
-                                    write_view)
+from flopsbench.cli.ceilings_cmd import CeilingsFiles, given_ceilings
+from flopsbench.cli.options import (FORMATS, Format, Output, Paper, _stdout_is_terminal, _Terminal, bad,
+                                    check_choice, print_line, validated, write_view)
 from flopsbench import validation
-from flopsbench.report import Report
+from flopsbench.escaping import plain_text
+from flopsbench.merge import Merged, MergeError, merge
+from flopsbench.merged_views import COLUMN_CHOICES, VIEWS, Layout, render
+from flopsbench.output import PIPE_STATUS, discard_stdout, reason, write_stdout, write_text
+from flopsbench.report import SCHEMA_VERSION, Report
+from flopsbench.schema_versions import NewerSchemaError
 
 
 MAX_REPORT_BYTES = 1 << 30  # a report with 1,000 rows of 10,000 samples each is about 200 MB
 FIX = "give a report saved by --save or '--format json -o FILE' (by this version, unedited)"
+PAPER_NAMES_BY_DEFAULT = ("md", "latex")  # the views pasted into papers; CSV and JSON keep the registry's names
 
 
 def load_report(path: Path) -> Report:
-    """The report in ``path``, or a one-line error naming what is wrong with the file."""
+    """The report in ``path`` (of an older schema version: migrated), or a one-line error naming
+    what is wrong with the file."""
     try:
         if path.stat().st_size > MAX_REPORT_BYTES:
             raise bad("FILE", f"{path} is larger than {MAX_REPORT_BYTES >> 20} MiB, more than any report; {FIX}")
-        data = json.loads(path.read_text(), parse_constant=_refuse_constant)
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)  # JSON is UTF-8
     except OSError as exc:
         raise bad("FILE", f"cannot read {path} ({exc.strerror}); {FIX}") from None
     except (UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
@@ -33,6 +47,9 @@ def load_report(path: Path) -> Report:
         raise bad("FILE", f"{path} holds JSON nested deeper than Python's parser goes, so no report; {FIX}") from None
     try:
         return Report.from_dict(data)
+    except NewerSchemaError as exc:
+        raise bad("FILE", f"{path} was made by a newer flopsbench (schema {exc.version}; this one reads schema "
+                          f"{SCHEMA_VERSION} and older); upgrade flopsbench to read it") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:  # ReportError is a ValueError
         raise bad("FILE", f"{path} is not a flopsbench report this version reads ({exc}); {FIX}") from None
 
@@ -44,13 +61,101 @@ def _refuse_constant(name: str):
 
 @app.command("report")
 def report_command(
-    file: Path = typer.Argument(..., metavar="FILE", help="A report in JSON: from --save, '--format json', "
-                                                          "or 'python -m flopsbench.board'."),
+    files: List[Path] = typer.Argument(..., metavar="FILE...", help="Reports in JSON: from --save, '--format json', "
+                                                                    "or 'python -m flopsbench.board'."),
     fmt: Format = "md",
     output: Output = None,
     paper: Paper = False,
+    ceilings: CeilingsFiles = None,
+    columns: Optional[str] = typer.Option(
+        None, "--columns", metavar="LIST",
+        help="Merged view: what to show besides each row's name, shape and options, a comma list of "
+             + ", ".join(COLUMN_CHOICES) + " (default: flops,memory,time,flops-per-s for operators; "
+             "input,params,flops,time for models)."),
+    paper_names: Optional[bool] = typer.Option(
+        None, "--paper-names/--no-paper-names",
+        help="Merged view: the paper's names of its operators and models ('FasterNet-T0'); default: in md and "
+             "latex."),
+    labels: Optional[List[str]] = typer.Option(
+        None, "--label", metavar="FILE=TEXT",
+        help="Merged view: say TEXT of FILE (a glob matches several) in its column's title, e.g. "
+             "'board-*.json=emulated (qemu): no timing meaning'; files of one protocol under one label share a "
+             "column. Repeatable."),
 ) -> None:
-    """Render a saved report as a table, CSV, Markdown, LaTeX or JSON, without measuring again."""
+    """Render saved reports as a table, CSV, Markdown, LaTeX or JSON, without measuring again: one
+    as measured, several merged into the paper's cross-device layouts (Table 1 for operators,
+    Table 3 for models), rows matched by workload, a column group per device, runtime, protocol and
+    machine."""
     check_choice(fmt, FORMATS, "--format")
     validated(validation.check_writable, output)
-    write_view(load_report(file), fmt, output, paper)
+    chosen = None if columns is None else _parse_columns(columns)
+    if len(files) == 1 and columns is None and paper_names is None and not labels:
+        report = load_report(files[0])
+        with given_ceilings(ceilings or [], [report]):  # '% of peak' and 'Bound by' against them
+            written = write_view(report, fmt, output, paper)
+    else:
+        if ceilings:
+            raise bad("--ceilings", "holds one report's rows against a machine's peak; give one FILE with it")
+        labelled = _parse_labels(labels or [], files)
+        layout = Layout(chosen, fmt in PAPER_NAMES_BY_DEFAULT if paper_names is None else paper_names, paper)
+        reports = [(str(path), load_report(path)) for path in files]
+        try:
+            merged = merge(reports, labelled)
+        except MergeError as exc:
+            raise bad("FILE", plain_text(exc)) from None
+        written = _write_merged(merged, fmt, output, layout)
+    if not written:
+        raise typer.Exit(1)
+
+
+def _parse_columns(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        check_choice(name, COLUMN_CHOICES, "--columns")
+    if not names:
+        raise bad("--columns", f"give at least one of {', '.join(COLUMN_CHOICES)}")
+    return names
+
+
+def _parse_labels(labels: list[str], files: list[Path]) -> dict[str, str]:
+    """FILE=TEXT (FILE a name as given, or a glob of them) -> {file name: TEXT}; one-line errors."""
+    labelled: dict[str, str] = {}
+    for given in labels:
+        pattern, sep, text = given.partition("=")
+        if not sep or not pattern or not text.strip():
+            raise bad("--label", f"{plain_text(given)[:60]!r} is not FILE=TEXT; e.g. 'board.json=emulated (qemu)'")
+        matched = [str(path) for path in files if str(path) == pattern or fnmatch.fnmatchcase(str(path), pattern)]
+        if not matched:
+            raise bad("--label", f"{plain_text(pattern)!r} matches none of the files given; name one of them, or a "
+                                 "glob of their names as given")
+        for name in matched:
+            if labelled.setdefault(name, text) != text:
+                raise bad("--label", f"{plain_text(name)} is given two labels; give each file one")
+    return labelled
+
+
+def _write_merged(merged: Merged, fmt: str, output: str | None, layout: Layout) -> bool:
+    """The merged view on stdout (no output, or '-') or in ``output``, as options.write_view writes a
+    report's; a failure is one line on stderr and False, a pipe whose reader is gone exits quietly
+    with SIGPIPE's status."""
+    to_stdout = output is None or output == "-"
+    stderr = Console(stderr=True)
+    try:
+        if to_stdout:
+            view = _Terminal() if _stdout_is_terminal() else io.StringIO()
+            VIEWS[fmt](merged, view, layout)
+            write_stdout(view.getvalue())
+        else:
+            write_text(Path(output), render(merged, fmt, layout))
+    except BrokenPipeError:
+        if to_stdout:
+            discard_stdout()
+        raise typer.Exit(PIPE_STATUS) from None
+    except OSError as exc:
+        if to_stdout:
+            discard_stdout()
+        print_line(stderr, f"flopsbench: error: cannot write {'to stdout' if to_stdout else output} ({reason(exc)})")
+        return False
+    if not to_stdout:
+        print_line(stderr, f"wrote {output}")
+    return True
