@@ -68,16 +68,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads; inter-op is 1 (1)")
     p.add_argument("--cores", default=None,
                    help="cores to pin every thread to, e.g. 0 or 0,2-3 (the first --threads allowed cores)")
-    p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds, at least 3 calls (0.2)")
-    p.add_argument("--min-time", type=float, default=2.0, help="sample until this many seconds are timed... (2)")
-    p.add_argument("--min-runs", type=int, default=10, help="...and at least this many samples... (10)")
-    p.add_argument("--max-runs", type=int, default=10_000, help="...but never more than this many (10000)")
-    p.add_argument("--runs", type=int, default=None, help="exactly this many samples instead")
-    p.add_argument("--rounds", type=int, default=4, help="split the samples into this many rounds, each in a "
-                                                         "fresh worker process (4)")
-    p.add_argument("--stop-ci", type=float, default=0.01,
+    budget = TimingBudget()  # the defaults, as the flopsbench commands have them
+    p.add_argument("--warmup", type=float, default=budget.warmup_s,
+                   help=f"warm-up seconds, at least {budget.warmup_runs} calls ({budget.warmup_s:g})")
+    p.add_argument("--min-time", type=float, default=budget.min_time_s,
+                   help=f"sample until this many seconds are timed... ({budget.min_time_s:g})")
+    p.add_argument("--min-runs", type=int, default=budget.min_runs,
+                   help=f"...and at least this many samples... ({budget.min_runs})")
+    p.add_argument("--max-runs", type=int, default=budget.max_runs,
+                   help=f"...but never more than this many ({budget.max_runs})")
+    p.add_argument("--runs", type=int, default=budget.exact_runs, help="exactly this many samples instead")
+    p.add_argument("--rounds", type=int, default=budget.rounds,
+                   help=f"split the samples into this many rounds, each in a fresh worker process ({budget.rounds})")
+    p.add_argument("--stop-ci", type=float, default=budget.stop_ci,
                    help="after 2+ rounds, stop once the 95%% confidence interval of the median is within +- this "
-                        "fraction of it; 0: spend the whole budget (0.01)")
+                        f"fraction of it; 0: spend the whole budget ({budget.stop_ci:g})")
     p.add_argument("--ort-opt-level", default="all", choices=OPT_LEVELS, help="graph optimisation (all)")
     p.add_argument("--ort-spinning", action=argparse.BooleanOptionalAction, default=True,
                    help="let onnxruntime's worker threads spin while waiting (on)")
@@ -346,16 +351,16 @@ def summary(report: Report) -> str:
         return f"{label} on {where}: {row.error or 'no samples'}"
     text = f"{label} on {where}: median {stats.median_s * 1e3:.4g} ms, IQR {stats.iqr_s * 1e3:.3g} ms, {stats.n} samples"
     if row.flops is not None:
-        text += f"; FLOPs {_si(row.flops)} -> {_si(row.flops / stats.median_s)}FLOPS"
+        text += f"; FLOPs {_si(row.flops)}, FLOPS {_si(row.flops / stats.median_s)}/s"
     return text
 
 
 def _si(value: float) -> str:
-    """335438400 -> '335 M' (decimal prefixes, as the tables use)."""
+    """335438400 -> '335 M', 12 -> '12' (decimal prefixes, as the tables use)."""
     for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if value >= factor:
             return f"{value / factor:.3g} {prefix}"
-    return f"{value:.3g} "
+    return f"{value:.3g}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,7 +71,10 @@ def largest_cache_bytes(sys_root: Path = Path("/sys")) -> int | None:
     """The largest CPU cache sysfs lists ("32768K"), or None where it lists none."""
     sizes = []
     for path in sys_root.glob("devices/system/cpu/cpu*/cache/index*/size"):
-        match = re.fullmatch(r"(\d+)([KMG]?)", path.read_text().strip()) if path.is_file() else None
+        try:
+            match = re.fullmatch(r"(\d+)([KMG]?)", path.read_text().strip())
+        except OSError:
+            continue
         if match:
             sizes.append(int(match[1]) << {"": 0, "K": 10, "M": 20, "G": 30}[match[2]])
     return max(sizes, default=None)
@@ -79,12 +82,13 @@ def largest_cache_bytes(sys_root: Path = Path("/sys")) -> int | None:
 
 def default_sizes(device: str) -> Sizes:
     """Large enough to reach the peak and to stream from memory: a CPU's buffers are at least four
-    times its largest cache (128 MiB at least; 64 MiB on an ARM board), a GPU's 1 GiB."""
+    times its largest cache (and 128 MiB; 64 MiB on an ARM board, whose cores are slower), a GPU's 1 GiB."""
     if device == "cuda":
         return Sizes(gemm=8192, conv=(32, 256, 56, 56), stream_bytes=1 << 30)
-    floor = 64 << 20 if device == "arm" else 128 << 20
-    return Sizes(gemm=1024 if device == "cpu" else 512, conv=(1, 256, 56, 56) if device == "cpu" else (1, 128, 56, 56),
-                 stream_bytes=max(floor, 4 * (largest_cache_bytes() or 0)))
+    cache = 4 * (largest_cache_bytes() or 0)
+    if device == "arm":
+        return Sizes(gemm=512, conv=(1, 128, 56, 56), stream_bytes=max(64 << 20, cache))
+    return Sizes(gemm=1024, conv=(1, 256, 56, 56), stream_bytes=max(128 << 20, cache))
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,7 @@ def kernels(sizes: Sizes, dtype: str, runtime: str = "torch") -> list[Kernel]:
 # ---------------------------------------------------------------- the parent: count, stage, collect
 
 def measure(execution: Execution, sizes: Sizes | None = None, run: Callable[[dict], dict] | None = None,
-            environment: dict | None = None, on_round: Callable[[int], None] = lambda index: None) -> dict:
+            environment: dict | None = None) -> dict:
     """The ceilings record of ``execution`` (device, runtime, threads, cores, dtype; its budget's
     rounds and time), each round timed by ``run(job)`` (default: a fresh ``python -m
     flopsbench.ceilings``). Raises RuntimeError if no compute or no memory kernel could be timed."""
@@ -134,11 +138,11 @@ def measure(execution: Execution, sizes: Sizes | None = None, run: Callable[[dic
     with tempfile.TemporaryDirectory(prefix="flopsbench-ceilings-") as folder:
         models = write_onnx_models(listed, Path(folder), execution.seed) if execution.runtime == "onnxruntime" else {}
         for index in range(execution.budget.rounds):
-            on_round(index)
             job = {"execution": execution.to_dict(), "budget": asdict(execution.budget.round_share(index)),
                    "kernels": [asdict(kernel) for kernel in listed], "onnx": models}
             result = run(job)
-            workers.append({"round": index + 1, "pid": _int(result.get("pid")), "runtime": result.get("runtime")})
+            workers.append({"round": index + 1, "pid": _int(result.get("pid")),
+                            "runtime": _dict(result.get("runtime"))})
             for key, value in _dict(result.get("environment")).items():
                 environment.setdefault(str(key), value)
             for item in _list(result.get("kernels")):

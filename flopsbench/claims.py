@@ -244,6 +244,9 @@ def _timed_check(claim: Claim, device: str, label: str, case: Shape | None, grou
         notes.append(mismatch)
     if claim.kind in ("flops_per_s_ratio", "average_flops_per_s_ratio") and any(not row.flops for row in rows):
         return replace(base, reason="a row has no FLOPs count", notes=tuple(notes), files=files)
+    if any(row.stats.median_s <= 0 for row in rows):  # a timer's tick above the call's time, or an edited file
+        return replace(base, verdict=INCONCLUSIVE, reason="a row's median is 0 s: no ratio", notes=tuple(notes),
+                       files=files)
     half = len(rows) // 2
     a_rows, b_rows = rows[:half], rows[half:]
     ratio, interval = _ratio_and_interval(claim.kind, a_rows, b_rows)

@@ -1,11 +1,13 @@
 """Views of a report: a rich table, CSV, Markdown, LaTeX and JSON. Every exporter has the same
-signature, ``export(report, stream, paper=False)``; numbers are formatted only here."""
+signature, ``export(report, stream, paper=False, view=View())`` (flopsbench.columns.View: which
+columns, and notes in full or grouped by cause); numbers are formatted only here."""
 
 from __future__ import annotations
 
 import io
 import math
 import numbers
+import textwrap
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -16,7 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 import operators
+from flopsbench import busy, columns, notes
 from flopsbench.ceilings import for_report as ceilings_for, key_for as ceilings_key
+from flopsbench.columns import View
 from flopsbench.escaping import csv_text, latex_text, markdown_text, plain_text
 from flopsbench.paper import DEVICE_COLUMNS, precision_label, protocol_mismatch, table1_row, table3_row
 from flopsbench.report import Report, Row, derived as derive, per_image
@@ -49,7 +53,7 @@ def runtime_note(execution) -> str:
             f"(its CPU execution provider), so the ratios compare two runtimes as well as two machines.")
 
 
-TEXT_COLUMNS = ("Operator", "Model", "Options", "Shape", "Input", "Status", "Bound by", "Verdict")
+TEXT_COLUMNS = ("Operator", "Model", "Options", "Shape", "Status", "Bound by", "Verdict")
 
 
 def _defaults(row: Row) -> dict:
@@ -161,14 +165,20 @@ def _timing_columns(row: Row, execution) -> dict:
         **({"Mem impl [MB]": _scaled(row.memory_impl_bytes, 1e6),
             "Intensity [FLOP/B]": derived["arithmetic_intensity_flop_per_byte"]} if eager else {}),
         "Median [ms]": _scaled(stats and stats.median_s, 1e-3),
+        "Median [ms] CI low": _scaled(stats and stats.ci_low_s, 1e-3),
+        "Median [ms] CI high": _scaled(stats and stats.ci_high_s, 1e-3),
         "IQR [ms]": _scaled(stats and stats.iqr_s, 1e-3),
         **_cold_start_columns(row),
         "FLOPS [G/s]": _scaled(derived["flops_per_s"], 1e9),
         "Throughput [1/s]": derived["throughput_per_s"],
+        # a longer latency is a lower throughput: the interval's ends swap
+        "Throughput [1/s] CI low": execution.batch / stats.ci_high_s if stats and stats.ci_high_s else None,
+        "Throughput [1/s] CI high": execution.batch / stats.ci_low_s if stats and stats.ci_low_s else None,
         **_memory_energy_columns(row, execution),
         "Runs": stats.n if stats else None,
         "Status": row.status if row.status != "ok" else ("warn" if row.warnings else "ok"),
         "Error": row.error or "",
+        "Warnings": " | ".join(row.warnings),  # CSV: what 'warn' is about (the notes under a table say it too)
     }
 
 
@@ -179,7 +189,7 @@ def _operator_record(row: Row, report: Report, paper: bool) -> dict:
         "Shape": str(row.workload.shape),
         "Layers": row.workload.layers,
         "Batch": report.execution.batch,
-        "Params [K]": _scaled(row.params, 1e3),
+        "Params [M]": _scaled(row.params, 1e6),
         "FLOPs [M]": _scaled(per_image(row.flops, report.execution.batch), 1e6),
         "Mem ideal [MB]": _scaled(row.memory_ideal_bytes, 1e6),
         **_timing_columns(row, report.execution),
@@ -200,7 +210,7 @@ def _model_record(row: Row, report: Report, paper: bool) -> dict:
     record = {
         "Model": row.workload.name,
         "Options": _params_label(row),
-        "Input": str(row.workload.shape),
+        "Shape": str(row.workload.shape),
         "Batch": report.execution.batch,
         "Params [M]": _scaled(row.params, 1e6),
         "FLOPs [G] (Tab. 3, unfused)": _scaled(per_image(row.flops_unfused, report.execution.batch), 1e9),
@@ -300,20 +310,58 @@ def _fmt(value) -> str:
     return f"{value:,.{max(0, 2 - magnitude)}f}"
 
 
-def _display(report: Report, paper: bool) -> pd.DataFrame:
-    """Formatted for reading; the Options column only when some row has non-default options."""
+def _display(report: Report, paper: bool, view: View = View(), layout: str = "table") -> pd.DataFrame:
+    """Formatted for reading in ``layout`` ('table', or 'paper': Markdown and LaTeX, with the paper's
+    names of its operators and models): the columns ``view`` chooses (columns.select), each row's
+    status saying what its warnings are about, the Options column only when some row has non-default
+    options. Errors and warnings are listed under the table (note_lines)."""
     df = frame(report, paper)
     if df.empty:
         return df
-    df = df.drop(columns="Error")  # errors are listed under the table
-    if not df["Options"].astype(bool).any():
+    df["Status"] = [notes.status(row) for row in report.rows]
+    name = "Model" if "Model" in df and "Operator" not in df else "Operator"
+    if layout == "paper":
+        df[name] = [_shown_name(row, paper_names=True) for row in report.rows]
+    chosen = None if view.wide else \
+        view.columns or columns.defaults(layout, name.lower(), paper, report.execution.batch)
+    df = columns.select(df, chosen)
+    if "Options" in df and not df["Options"].astype(bool).any():
         df = df.drop(columns="Options")
     return _with_intervals(df.astype(object)).map(_fmt)
 
 
-def header_lines(report: Report, paper: bool = False, text: Callable[[object], str] = plain_text) -> list[str]:
+def _shown_name(row: Row, paper_names: bool = False) -> str:
+    """The row's name, or where ``paper_names`` the paper's name of a registered operator or model
+    at its defaults ('FasterNet-T0')."""
+    from flopsbench.merged_views import paper_name  # it imports this module
+
+    return (paper_names and paper_name(row.workload)) or row.workload.name
+
+
+def _row_label(row: Row, paper_names: bool = False) -> tuple[str, str]:
+    """(name, shape) of a row in the notes: its name as the table shows it, with the options that
+    differ from the defaults."""
+    options = _params_label(row)
+    name = _shown_name(row, paper_names)
+    return (f"{name} ({options})" if options else name), str(row.workload.shape)
+
+
+def note_lines(report: Report, view: View = View(), text: Callable[[object], str] = plain_text,
+               paper_names: bool = False) -> list[str]:
+    """The notes under the rows: one line per cause of warning (notes.grouped_lines), or with
+    ``view.verbose`` each row's warnings in full (warning_lines); ``text`` as in header_lines."""
+    if view.verbose:
+        core = busy.warning(report.environment.get("pinned_core_load"))
+        return [*([core] if core else []), *warning_lines(report, text)]
+    return notes.grouped_lines(report, lambda row: _row_label(row, paper_names), text)
+
+
+def header_lines(report: Report, paper: bool = False, text: Callable[[object], str] = plain_text,
+                 steady_state_only: bool = False) -> list[str]:
     """What the run was and what the columns mean; ``text`` makes each value taken from the report
-    safe for the view (the report may come from elsewhere; the rest of each line is ours)."""
+    safe for the view (the report may come from elsewhere; the rest of each line is ours);
+    ``steady_state_only``: without the notes of the cold-start, peak-memory and energy columns (a
+    table that does not show them)."""
     env, ex = report.environment, report.execution
     state = "" if report.complete else " — INCOMPLETE: interrupted, only finished rows are shown"
     if ex.device == "cuda":
@@ -333,7 +381,7 @@ def header_lines(report: Report, paper: bool = False, text: Callable[[object], s
         *([ORT_MEMORY_NOTE] if ex.runtime == "onnxruntime" else []),
         *([text(runtime_note(ex))] if paper and ex.runtime != "torch" else []),
         *roofline_lines(report, text),
-        *beyond_steady_state_lines(report, text),
+        *([] if steady_state_only else beyond_steady_state_lines(report, text)),
         *([f"Paper ratios left out: {text(mismatch)}."] if mismatch else []),
     ]
 
@@ -401,13 +449,16 @@ def warning_lines(report: Report, text: Callable[[object], str] = plain_text) ->
     return lines
 
 
-def export_json(report: Report, stream: TextIO, paper: bool = False) -> None:
+def export_json(report: Report, stream: TextIO, paper: bool = False, view: View = View()) -> None:
     stream.write(report.to_json())
 
 
-def export_csv(report: Report, stream: TextIO, paper: bool = False) -> None:
-    """The unrounded frame; text cells on one line, never a spreadsheet formula (escaping.csv_text)."""
-    df = frame(report, paper).map(lambda value: csv_text(value) if isinstance(value, str) else value)
+def export_csv(report: Report, stream: TextIO, paper: bool = False, view: View = View()) -> None:
+    """The unrounded frame, every column (the rows' errors and warnings too) unless ``view.columns``
+    chooses; text cells on one line, never a spreadsheet formula (escaping.csv_text)."""
+    df = frame(report, paper)
+    df = columns.select(df, view.columns) if view.columns and not df.empty else df
+    df = df.map(lambda value: csv_text(value) if isinstance(value, str) else value)
     df.to_csv(stream, index=False, lineterminator="\n")
 
 
@@ -428,10 +479,10 @@ def _markdown_table(df: pd.DataFrame) -> str:
     return df.map(markdown_text).to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
-def export_markdown(report: Report, stream: TextIO, paper: bool = False) -> None:
+def export_markdown(report: Report, stream: TextIO, paper: bool = False, view: View = View()) -> None:
     lines = header_lines(report, paper, markdown_text)
-    stream.write(lines[0] + "\n\n" + _markdown_table(_display(report, paper)) + "\n\n")
-    for line in lines[1:] + [f"- {w}" for w in warning_lines(report, markdown_text)]:
+    stream.write(lines[0] + "\n\n" + _markdown_table(_display(report, paper, view, "paper")) + "\n\n")
+    for line in lines[1:] + [f"- {w}" for w in note_lines(report, view, markdown_text, paper_names=True)]:
         stream.write(line + "\n")
     for title, df in _breakdowns(report, markdown_text):
         stream.write(f"\n{title}\n\n{_markdown_table(df)}\n")
@@ -444,45 +495,80 @@ def _latex_table(df: pd.DataFrame) -> str:
     return df.to_latex(index=False, escape=False, column_format=align)
 
 
-def export_latex(report: Report, stream: TextIO, paper: bool = False) -> None:
+def export_latex(report: Report, stream: TextIO, paper: bool = False, view: View = View()) -> None:
     """Tables to paste into a paper; what the header and notes say goes above them as comments (each
     one line by plain_text, so nothing in it can end the comment early)."""
-    for line in header_lines(report, paper) + warning_lines(report):
+    for line in header_lines(report, paper) + note_lines(report, view, paper_names=True):
         stream.write(f"% {line}\n")
-    stream.write(_latex_table(_display(report, paper)))
+    stream.write(_latex_table(_display(report, paper, view, "paper")))
     for title, df in _breakdowns(report):
         stream.write(f"\n% {title}\n{_latex_table(df)}")
 
 
-def _rich_table(df: pd.DataFrame, title: str, caption: str | None = None) -> Table:
+def _rich_table(df: pd.DataFrame, title: str, caption: str | None = None, fit: bool = False,
+                split_intervals: bool = False, show_edge: bool = True) -> Table:
     """Titles, captions and cells as Text, which rich prints as is (no markup, no emoji codes), so the
-    text must already be free of control characters (header_lines, warning_lines, plain_text)."""
+    text must already be free of control characters (header_lines, note_lines, plain_text).
+    ``fit``: each header wrapped at its spaces to its column's widest value, and no cell wrapped, so
+    that the table is as narrow as its values allow and rich never narrows a column below a number
+    (it would cut it); ``split_intervals``: also each interval on a line under its value, and each of
+    a status's causes on a line of its own."""
     table = Table(title=Text(title), caption=caption and Text(caption), caption_justify="left",
-                  title_justify="left")
-    for column in df.columns:
-        left = column in TEXT_COLUMNS + ("Part", "Type")
-        table.add_column(Text(plain_text(column)), justify="left" if left else "right", no_wrap=left)
-    for record in df.itertuples(index=False):
-        table.add_row(*(Text(plain_text(cell)) for cell in record))
+                  title_justify="left", show_edge=show_edge)
+    left = [column in TEXT_COLUMNS + ("Part", "Type") for column in df.columns]
+    cells = [[plain_text(cell) for cell in record] for record in df.itertuples(index=False)]
+    if split_intervals:
+        cells = [[_split(cell, column, text) for cell, column, text in zip(record, df.columns, left)]
+                 for record in cells]
+    for i, column in enumerate(df.columns):
+        header = plain_text(column)
+        if fit:
+            widest = max([len(line) for record in cells for line in record[i].split("\n")] +
+                         [len(word) for word in header.split()])
+            header = "\n".join(textwrap.wrap(header, widest, break_long_words=False, break_on_hyphens=False))
+        table.add_column(Text(header), justify="left" if left[i] else "right", no_wrap=left[i] or fit)
+    for record in cells:
+        table.add_row(*(Text(cell) for cell in record))
     return table
 
 
-def export_table(report: Report, stream: TextIO, paper: bool = False) -> None:
-    """Rich tables, as wide as the terminal; on a terminal too narrow for them (say COLUMNS=20, where
-    rich would squeeze every cell empty) as wide as they need, so that the lines overflow instead."""
-    lines = header_lines(report, paper)
+def _split(cell: str, column: str, text: bool) -> str:
+    """A cell on lines: a number's interval under it, a status's causes one a line."""
+    if column == "Status":
+        return cell.replace(", ", ",\n")
+    return cell if text else cell.replace(" [", "\n[", 1)
+
+
+def export_table(report: Report, stream: TextIO, paper: bool = False, view: View = View()) -> None:
+    """Rich tables. On a terminal as wide as it is (the default columns fit 100): headers on one line
+    where they fit, else wrapped, else each interval under its value; on a terminal too narrow even
+    then (say COLUMNS=20, where rich would cut every number) as wide as they need, so that the lines
+    overflow instead. Elsewhere (a pipe, a file) as wide as the tables are: nothing wrapped or cut.
+    The notes of columns not shown (cold start, peak memory, energy) are left out."""
+    beyond = {columns.name_of(header) for header in BEYOND_STEADY_STATE}
+    lines = header_lines(report, paper, steady_state_only=not (view.wide or beyond & set(view.columns or ())))
     interactive = hasattr(stream, "isatty") and stream.isatty()
-    console = Console(file=stream, width=None if interactive else 220, force_terminal=interactive)
-    tables = [_rich_table(_display(report, paper), lines[0], "\n".join(lines[1:] + warning_lines(report))),
-              *(_rich_table(df, title) for title, df in _breakdowns(report))]
+    console = Console(file=stream, width=None if interactive else 10_000, force_terminal=interactive)
+    shown = _display(report, paper, view)
+    caption = "\n".join(lines[1:] + note_lines(report, view))
+    breakdowns = _breakdowns(report)
     unclamped = console.options.update_width(10_000)  # rich clamps a measurement to the width it is given
-    needed = max(Measurement.get(console, unclamped, table).minimum for table in tables)
-    console.width = max(console.width, needed)
+
+    def laid_out(**layout) -> tuple[list[Table], int]:
+        tables = [_rich_table(shown, lines[0], caption, show_edge=False, **layout),
+                  *(_rich_table(df, title, show_edge=False, **layout) for title, df in breakdowns)]
+        return tables, max(Measurement.get(console, unclamped, table).maximum for table in tables)
+
+    for layout in ({}, {"fit": True}, {"fit": True, "split_intervals": True}) if interactive else ({},):
+        tables, needed = laid_out(**layout)
+        if needed <= console.width:
+            break
+    console.width = max(console.width, needed) if interactive else needed
     for table in tables:
         console.print(table)
 
 
-EXPORTERS: dict[str, Callable[[Report, TextIO, bool], None]] = {
+EXPORTERS: dict[str, Callable[[Report, TextIO, bool, View], None]] = {
     "table": export_table,
     "csv": export_csv,
     "md": export_markdown,
@@ -491,7 +577,7 @@ EXPORTERS: dict[str, Callable[[Report, TextIO, bool], None]] = {
 }
 
 
-def render(report: Report, fmt: str, paper: bool = False) -> str:
+def render(report: Report, fmt: str, paper: bool = False, view: View = View()) -> str:
     buffer = io.StringIO()
-    EXPORTERS[fmt](report, buffer, paper)
+    EXPORTERS[fmt](report, buffer, paper, view)
     return buffer.getvalue()

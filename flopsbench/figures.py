@@ -233,10 +233,10 @@ def flops_figure(reports: Sequence[Report], ceilings: Callable[[Report], Ceiling
         from matplotlib.lines import Line2D
 
         handles.append(Line2D([], [], color="0.3", linestyle="--", linewidth=0.8))
-        labels.append("peak ('flopsbench ceilings')")
+        labels.append("measured peak")
     layers = _unique(row.workload.layers for r in panels for row in r.rows if row.workload.kind == "operator")
     stacked = f", {layers[0]} stacked layers" if len(layers) == 1 else ""
-    figure.legend(handles, labels, loc="outside upper center", ncols=min(4, len(shapes)),
+    figure.legend(handles, labels, loc="outside upper center", ncols=min(4 if len(labels) <= 4 else 3, len(labels)),
                   title=f"feature map (C×H×W){stacked}", handlelength=1, columnspacing=1)
     axes[-1].set_xlabel("whiskers: 95 % confidence interval of the median")
     return figure

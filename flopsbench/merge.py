@@ -198,7 +198,8 @@ def merge(reports: Iterable[tuple[str, Report]], labels: Mapping[str, str] | Non
     for identity in _ordered(workloads):
         cells = {key: Cell(column, tuple(found)) for column in columns
                  if (found := entries[identity].get(key := column.key))}
-        counts, disagreement = _counts(workloads[identity], [entry for cell in cells.values() for entry in cell.entries])
+        found_rows = [entry for cell in cells.values() for entry in cell.entries]
+        counts, disagreement = _counts(workloads[identity], found_rows)
         notes += disagreement
         rows.append(MergedRow(identity, workloads[identity], cells, counts))
     notes = _layer_notes(rows) + notes + _cell_notes(rows, columns)

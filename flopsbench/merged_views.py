@@ -45,7 +45,7 @@ COLUMN_CHOICES = {
 DEFAULT_COLUMNS = {"operator": ("flops", "memory", "time", "flops-per-s"),
                    "model": ("input", "params", "flops", "time")}
 TITLES = {"operator": "Operators (the paper's Table 1 layout)", "model": "Models (the paper's Table 3 layout)"}
-IDENTIFYING = ("Operator", "Model", "Options", "Shape", "Input")
+IDENTIFYING = ("Operator", "Model", "Options", "Shape")
 INTEGER = ("Layers", "Runs")
 LOW, HIGH = " CI low", " CI high"
 
@@ -144,9 +144,9 @@ def frame(merged: Merged, kind: str, layout: Layout = Layout()) -> pd.DataFrame:
         if "layers" in chosen or len({row.workload.layers for row in rows}) > 1:
             spec.append((("", "Layers"), lambda row: row.workload.layers))
     elif "input" in chosen or any(len(shapes) > 1 for shapes in names.values()):
-        spec.append((("", "Input"), lambda row: str(row.workload.shape)))
+        spec.append((("", "Shape"), lambda row: str(row.workload.shape)))
     counts = {
-        "params": ("Params [M]" if model else "Params [K]", lambda c: _scaled(c.params, 1e6 if model else 1e3)),
+        "params": ("Params [M]", lambda c: _scaled(c.params, 1e6)),
         "flops": ("FLOPs [G]" if model else "FLOPs [M]",
                   lambda c: _scaled(c.flops_unfused, 1e9) if model else _scaled(c.flops, 1e6)),
         "flops-fused": ("FLOPs fused [G]", lambda c: _scaled(c.flops_fused, 1e9)),

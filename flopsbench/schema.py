@@ -197,9 +197,13 @@ class ReportModel(_Model):
     rows: list[RowModel]
 
 
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"  # what pydantic v2 writes
+
+
 def json_schema() -> dict:
-    """The report's JSON Schema, to publish beside the format's description."""
-    return ReportModel.model_json_schema(by_alias=True)
+    """The report's JSON Schema, published beside the format's description as docs/report-schema.json
+    (``python -m flopsbench.schema > docs/report-schema.json`` writes it again)."""
+    return {"$schema": JSON_SCHEMA_DIALECT, **ReportModel.model_json_schema(by_alias=True)}
 
 
 def validated_report(data: Any) -> ReportModel:
@@ -256,3 +260,9 @@ def _path(loc: tuple) -> str:
 def _json_type(value: Any) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
     return names.get(type(value), "a number")
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(json_schema(), indent=1, ensure_ascii=False))

@@ -30,8 +30,10 @@ MAX_AHEAD = 8  # workers started ahead of their jobs (each holds an imported tor
 
 
 class FreshProcesses:
-    def __init__(self, preload: Sequence[str] = (), prefix: Sequence[str] = (), python: str = sys.executable):
-        self.command = [*prefix, python, "-m", "flopsbench.worker", "--preload", ",".join(preload)]
+    def __init__(self, preload: Sequence[str] = (), prefix: Sequence[str] = (), python: str = sys.executable,
+                 plugins: Sequence[str] = ()):
+        self.command = [*prefix, python, "-m", "flopsbench.worker", "--preload", ",".join(preload),
+                        *(argument for plugin in plugins for argument in ("--plugin", plugin))]
         self.waiting: list[subprocess.Popen] = []  # started, importing or ready, no job yet
         self.ready: set[subprocess.Popen] = set()
 

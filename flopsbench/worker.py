@@ -10,7 +10,7 @@ start: the build's seconds, the first call's, every warm-up call's), how far its
 (flopsbench.peak_memory) and the energy its calls took (flopsbench.energy). Events are JSON lines
 on stdout::
 
-    python -m flopsbench.worker --preload torch,operators < job.json
+    python -m flopsbench.worker --preload torch,operators [--plugin my_ops.py] < job.json
 
 Each worker is a new interpreter that times one job and exits (``flopsbench.transport``): a
 process forked from another inherits its address-space layout, and on the development VM that
@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from flopsbench import plugins
 from flopsbench.backends import Backend, Observed, Prepared, backend_for
 from flopsbench.report import Row, error_line
 from flopsbench.sampling import RoundLog, sample_round
@@ -57,9 +58,11 @@ class CaseStart:
     clock: Callable[[], float] = time.perf_counter
 
 
-def serve(job: dict, send: Send, clock: Callable[[], float] = time.perf_counter) -> None:
+def serve(job: dict, send: Send, clock: Callable[[], float] = time.perf_counter, *,
+          plugin_error: str | None = None) -> None:
     """Run ``job``, sending its events. A fatal fault (a dead CUDA context) ends the job early:
-    the parent starts a fresh worker for the cases left."""
+    the parent starts a fresh worker for the cases left. ``plugin_error``: why a plugin of the
+    parent's did not load here, the error of every case (any of them may need it)."""
     execution = Execution.from_dict(job["execution"])
     budget = TimingBudget(**job["budget"])
     backend = backend_for(execution)
@@ -69,6 +72,8 @@ def serve(job: dict, send: Send, clock: Callable[[], float] = time.perf_counter)
         send({"event": "case", "id": case["id"]})
         failed = False
         try:
+            if plugin_error is not None:
+                raise plugins.PluginError(plugin_error)
             prepared = None  # the last case gone before this one's memory is measured and it is built
             memory = backend.peak_memory()
             memory.start()
@@ -148,10 +153,10 @@ def break_down(case: dict, prepared: Prepared, backend: Backend, execution: Exec
 TASKS = {"time": time_case, "max_batch": find_max_batch, "breakdown": break_down}
 
 
-def run(job: dict, send: Send) -> int:
+def run(job: dict, send: Send, plugin_error: str | None = None) -> int:
     """``serve``, ending with ``interrupted`` on Ctrl-C, SIGTERM or SIGHUP (after the samples taken)."""
     try:
-        serve(job, send)
+        serve(job, send, plugin_error=plugin_error)
         return 0
     except KeyboardInterrupt:
         send({"event": "interrupted"})
@@ -192,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     (to its end) and send its events, one JSON line each, on stdout."""
     parser = argparse.ArgumentParser(prog=PROG, description="Time a flopsbench job; events as JSON lines.")
     parser.add_argument("--preload", default="", help="comma list of modules to import before reading the job")
+    parser.add_argument("--plugin", action="append", default=[],
+                        help="a plugin the parent loaded, to load before reading the job (repeatable, in order)")
     args = parser.parse_args(argv)
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the events
@@ -207,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
                 importlib.import_module(module)
             except ImportError:
                 pass  # e.g. torch on a board: a job that needs it fails and says why
+        plugin_error = None
+        try:
+            plugins.load_all(args.plugin)  # the parent's own operators and models, before any case is built
+        except plugins.PluginError as exc:
+            plugin_error = str(exc)
         send({"event": "ready", "pid": os.getpid()})
         text = sys.stdin.read()
     except KeyboardInterrupt:
@@ -216,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"{PROG}: error: stdin: {exc}", file=sys.stderr)
         return 2
-    return run(job, send)
+    return run(job, send, plugin_error)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """What flopsbench measures: operator and model definitions found through registries.
 
-Importing this package registers every operator family and model."""
+Importing this package registers every operator family and model. The names below are the API a
+plugin registers its own with (``register_operator(OperatorDef(...))``,
+``register_model(ModelDef(...))``; see flopsbench.plugins and examples/custom_operator.py)."""
 
 from operators._registry import (InvalidParameter, OperatorDef, get_operator, list_operators,
                                  register_operator)

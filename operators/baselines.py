@@ -17,12 +17,17 @@ registered under the official model names, lower-cased (``pvt_tiny`` …, ``cycl
 those modules are imported inside the builders too (CycleMLP needs torchvision).
 
 ``resolve_model(name)`` also reaches any timm model through ``timm:NAME``.
+
+timm and torchvision come with the ``baselines`` extra, not the core install (which runs beside
+any torch from 2.9, a CPU-only build included): without them the entries that need them stay registered
+but unavailable, saying how to install them (``flopsbench model`` makes that an error row).
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -35,6 +40,18 @@ from operators.models import ModelDef, get_model, list_models, register_model
 
 TIMM_PREFIX = "timm:"
 DEFAULTS = {"num_classes": 1000, "seed": None}
+INSTALL_EXTRA = "pip install 'flopsbench[baselines]'"
+# The modules each library's models need (timm imports torchvision).
+LIBRARY_NEEDS = {"timm": ("timm", "torchvision"), "torchvision": ("torchvision",)}
+
+
+def missing_extra(modules: tuple[str, ...]) -> str | None:
+    """Why ``modules`` cannot be imported here (the baselines extra is not installed), or None.
+    Looks for them without importing them: importing timm costs seconds."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return f"needs the baselines extra ({' and '.join(missing)} not installed): {INSTALL_EXTRA}"
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,7 @@ class OwnBaseline:
     builder: str     # its builder, called as builder(variant, num_classes=..., seed=...)
     variant: str
     source: str      # the official code it follows
+    needs: tuple[str, ...] = ()  # modules from the baselines extra that it needs
 
 
 _PVT_SOURCE = "PVT v1 (Wang et al., ICCV 2021), official github.com/whai362/PVT"
@@ -93,8 +111,10 @@ OWN_BASELINES: tuple[OwnBaseline, ...] = (
     OwnBaseline("pvt_small", "PVT-Small", "operators.pvt", "build_pvt", "small", _PVT_SOURCE),
     OwnBaseline("pvt_medium", "PVT-Medium", "operators.pvt", "build_pvt", "medium", _PVT_SOURCE),
     OwnBaseline("pvt_large", "PVT-Large", "operators.pvt", "build_pvt", "large", _PVT_SOURCE),
-    OwnBaseline("cyclemlp_b1", "CycleMLP-B1", "operators.cyclemlp", "build_cyclemlp", "b1", _CYCLEMLP_SOURCE),
-    OwnBaseline("cyclemlp_b2", "CycleMLP-B2", "operators.cyclemlp", "build_cyclemlp", "b2", _CYCLEMLP_SOURCE),
+    OwnBaseline("cyclemlp_b1", "CycleMLP-B1", "operators.cyclemlp", "build_cyclemlp", "b1", _CYCLEMLP_SOURCE,
+                ("torchvision",)),
+    OwnBaseline("cyclemlp_b2", "CycleMLP-B2", "operators.cyclemlp", "build_cyclemlp", "b2", _CYCLEMLP_SOURCE,
+                ("torchvision",)),
 )
 
 
@@ -162,6 +182,7 @@ for _b in BASELINES:
         defaults=dict(DEFAULTS),
         input_resolution=_b.input_resolution,
         paper_label=_b.paper_label,
+        unavailable=missing_extra(LIBRARY_NEEDS[_b.library]),
     ))
 
 for _own in OWN_BASELINES:
@@ -172,6 +193,7 @@ for _own in OWN_BASELINES:
         defaults=dict(DEFAULTS),
         input_resolution=224,  # the official repositories' default (both build for 224)
         paper_label=_own.paper_label,
+        unavailable=missing_extra(_own.needs),
     ))
 del _b, _own
 
@@ -185,10 +207,14 @@ def resolve_model(name: str) -> ModelDef:
     ``timm:NAME`` returns an unregistered entry building ``timm.create_model(NAME,
     pretrained=False, num_classes=...)`` (NAME may carry a pretrained tag, ``resnet50.a1_in1k``,
     which picks the input resolution), with the input resolution of timm's pretrained config
-    (224 if timm has none). Anything else raises KeyError suggesting close names."""
+    (224 if timm has none); without timm it raises KeyError saying how to install it. Anything
+    else raises KeyError suggesting close names."""
     if name in list_models():
         return get_model(name)
     if name.startswith(TIMM_PREFIX):
+        reason = missing_extra(LIBRARY_NEEDS["timm"])
+        if reason:
+            raise KeyError(f"{name} {reason}")
         return _timm_model(name[len(TIMM_PREFIX):])
     by_label = {get_model(n).paper_label.lower(): n for n in list_models() if get_model(n).paper_label}
     close = [by_label[name.lower()]] if name.lower() in by_label else []  # a Table 3 label

@@ -38,7 +38,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.onnx import symbolic_helper
-from torchvision.ops import deform_conv2d
+
+try:
+    from torchvision.ops import deform_conv2d
+except ModuleNotFoundError as exc:  # a core install; operators.baselines registers CycleMLP unavailable
+    from operators.baselines import missing_extra
+
+    _reason = missing_extra(("torchvision",))
+    if _reason is None:  # torchvision is there: some other import failed
+        raise
+    raise ModuleNotFoundError(f"CycleMLP's Cycle FC is torchvision's deform_conv2d: {_reason}",
+                              name="torchvision") from exc
 
 
 DEFORM_CONV_OPSET = 19  # ONNX's DeformConv entered the standard at opset 19

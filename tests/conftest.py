@@ -116,12 +116,17 @@ def golden():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``cuda`` need a GPU: skip them, saying why, where torch sees none."""
+    """Skip, saying why, the tests marked ``cuda`` where torch sees no GPU, and those marked
+    ``baselines`` where timm or torchvision (the baselines extra) is missing."""
     import torch
 
-    if torch.cuda.is_available():
-        return
-    reason = f"needs an NVIDIA GPU: torch {torch.__version__} sees none here (run scripts/gpu_check.sh on one)"
+    from operators.baselines import LIBRARY_NEEDS, missing_extra
+
+    reasons = {"baselines": missing_extra(LIBRARY_NEEDS["timm"])}
+    if not torch.cuda.is_available():
+        reasons["cuda"] = (f"needs an NVIDIA GPU: torch {torch.__version__} sees none here "
+                           f"(run scripts/gpu_check.sh on one)")
     for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(pytest.mark.skip(reason=reason))
+        for marker, reason in reasons.items():
+            if reason and item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=reason))

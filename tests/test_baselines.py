@@ -15,7 +15,8 @@ from torch import nn
 
 from operators import get_model, list_models, models
 from operators._registry import InvalidParameter
-from operators.baselines import BASELINES, DEFAULTS, OWN_BASELINES, resolve_model, timm_input_resolution
+from operators.baselines import (BASELINES, DEFAULTS, OWN_BASELINES, missing_extra, resolve_model,
+                                 timm_input_resolution)
 from operators.models import ModelDef
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,12 +74,14 @@ def test_every_paper_label_is_a_table3_row_and_every_row_is_registered():
     assert set(labels) == set(TABLE3), f"Table 3 rows not registered: {sorted(set(TABLE3) - set(labels))}"
 
 
+@pytest.mark.baselines
 def test_entries_name_library_and_options():
     for b in BASELINES:
         model = get_model(b.name)
         assert model.unavailable is None
         assert b.library in model.description and b.name in model.description
         assert dict(model.defaults) == {"num_classes": 1000, "seed": None}
+    assert not [n for n in list_models() if get_model(n).unavailable]
 
 
 def with_unavailable_model(monkeypatch) -> str:
@@ -96,7 +99,6 @@ def test_an_unavailable_entry_raises_with_its_reason(monkeypatch):
     with pytest.raises(RuntimeError, match="unavailable") as info:
         model.create()
     assert model.unavailable in str(info.value)
-    assert not [n for n in list_models() if n != UNAVAILABLE_EXAMPLE and get_model(n).unavailable]
 
 
 def test_pvt_v1_and_cyclemlp_are_defined_here_from_the_official_code():
@@ -105,11 +107,13 @@ def test_pvt_v1_and_cyclemlp_are_defined_here_from_the_official_code():
         ("pvt_large", "PVT-Large"), ("cyclemlp_b1", "CycleMLP-B1"), ("cyclemlp_b2", "CycleMLP-B2")]
     for b in OWN_BASELINES:
         model = get_model(b.name)
-        assert model.unavailable is None and b.module in model.description and "official" in model.description
+        assert model.unavailable == missing_extra(b.needs)  # CycleMLP needs torchvision; PVT nothing
+        assert b.module in model.description and "official" in model.description
     with pytest.raises(InvalidParameter):
         get_model("pvt_tiny").create(num_classes=-1)
 
 
+@pytest.mark.baselines
 def test_no_library_has_pvt_v1_or_cyclemlp():
     import timm
     import torchvision.models
@@ -119,6 +123,7 @@ def test_no_library_has_pvt_v1_or_cyclemlp():
     assert not [n for n in tv if "pvt" in n or "cyclemlp" in n]
 
 
+@pytest.mark.baselines
 def test_input_resolutions_are_the_libraries_defaults():
     import torchvision.models
 
@@ -138,8 +143,41 @@ def test_import_does_not_load_timm_or_torchvision():
     assert out == ["False", "False"]
 
 
+# The core install (no baselines extra), in a fresh interpreter: importing timm or torchvision fails.
+WITHOUT_EXTRA = """
+import json, sys
+sys.modules["timm"] = sys.modules["torchvision"] = None
+from operators import get_model
+from operators.baselines import resolve_model
+out = {name: get_model(name).unavailable for name in ("resnet50", "shufflenet_v2_x1_5", "cyclemlp_b1",
+                                                     "pvt_tiny", "fasternet_t0")}
+attempts = {"create": lambda: get_model("resnet50").create(), "timm": lambda: resolve_model("timm:resnet18"),
+            "cyclemlp": lambda: __import__("operators.cyclemlp")}
+for key, attempt in attempts.items():
+    try:
+        attempt()
+    except Exception as exc:
+        out[key] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(out))
+"""
+
+
+def test_without_the_extra_baselines_are_unavailable_saying_how_to_install_it():
+    out = json.loads(subprocess.run([sys.executable, "-c", WITHOUT_EXTRA], cwd=ROOT, capture_output=True,
+                                    text=True, check=True).stdout)
+    extra = "needs the baselines extra ({} not installed): pip install 'flopsbench[baselines]'"
+    assert out["resnet50"] == extra.format("timm and torchvision")  # timm imports torchvision
+    assert out["shufflenet_v2_x1_5"] == out["cyclemlp_b1"] == extra.format("torchvision")
+    assert out["pvt_tiny"] is None and out["fasternet_t0"] is None  # plain torch
+    assert out["create"] == f"RuntimeError: resnet50 is unavailable: {out['resnet50']}"
+    assert out["timm"] == "KeyError: \"timm:resnet18 " + out["resnet50"] + "\""
+    assert out["cyclemlp"].startswith("ModuleNotFoundError: CycleMLP's Cycle FC is torchvision's deform_conv2d")
+    assert out["cyclemlp"].endswith("pip install 'flopsbench[baselines]'")
+
+
 # ----------------------------------------------------------------------------- building
 
+@pytest.mark.baselines
 @pytest.mark.parametrize("name", AVAILABLE)
 def test_builds_runs_and_matches_paper_params(name):
     model = get_model(name).create(seed=0).eval()
@@ -155,6 +193,7 @@ def test_builds_runs_and_matches_paper_params(name):
         assert printed(params_m, paper) == paper, f"{name}: {params_m:.3f} M vs paper {paper}"
 
 
+@pytest.mark.baselines
 @pytest.mark.parametrize("name", ["mobilenetv2_100", "shufflenet_v2_x1_5"])  # one per library
 def test_num_classes_and_seed(name):
     model = get_model(name)
@@ -176,6 +215,7 @@ def test_num_classes_and_seed(name):
         model.create(num_classes=-1)
 
 
+@pytest.mark.baselines
 @pytest.mark.parametrize("name", ["shufflenet_v2_x1_5", "mobilenetv2_100", "edgenext_xx_small", "ghostnet_130"])
 def test_fvcore_flops_at_library_resolution_match_paper(name):
     entry = get_model(name)
@@ -184,6 +224,7 @@ def test_fvcore_flops_at_library_resolution_match_paper(name):
     assert printed(gflops, paper) == paper, f"{name}: {gflops:.3f} G vs paper {paper}"
 
 
+@pytest.mark.baselines
 def test_mobilevit_flops_match_paper_with_attention_counted():
     """timm runs MobileViT's attention through F.scaled_dot_product_attention, which fvcore does
     not count: raw fvcore gives 0.340 G at 256 vs the paper's 0.42. flopsbench's counter traces
@@ -208,6 +249,7 @@ def test_resolve_registered_names():
     assert resolve_model("pvt_tiny") is get_model("pvt_tiny") and not get_model("pvt_tiny").unavailable
 
 
+@pytest.mark.baselines
 def test_resolve_timm_name():
     entry = resolve_model("timm:resnet18")
     assert entry.name == "timm:resnet18" and entry.paper_label is None
@@ -221,6 +263,7 @@ def test_resolve_timm_name():
     assert resolve_model("timm:resnet50.fb_ssl_yfcc100m_ft_in1k").input_resolution == 224
 
 
+@pytest.mark.baselines
 def test_resolve_unknown_timm_name_suggests():
     with pytest.raises(KeyError, match="timm has no model 'resnet999'.*did you mean.*'timm:resnet"):
         resolve_model("timm:resnet999")

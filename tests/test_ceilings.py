@@ -16,6 +16,7 @@ import pytest
 
 from flopsbench import ceilings
 from flopsbench.ceilings import Ceilings, Kernel, Sizes
+from flopsbench.columns import View
 from flopsbench.exporters import render
 from flopsbench.spec import Execution, TimingBudget
 from tests.conftest import ENVIRONMENT, conv_table1_row, make_report, pconv_custom_row, tiny_budget
@@ -242,8 +243,11 @@ def test_reports_gain_percent_of_peak_and_bound_by_once_ceilings_are_known():
     assert float(conv["% of peak"]) == pytest.approx(100 * 2_601_123_840 / 0.032 / 100e9)
     assert (conv["Bound by"], pconv["Bound by"]) == ("compute", "memory")
     assert list(conv).index("% of peak") == list(conv).index("FLOPS [G/s]") + 1
-    markdown = render(report, "md")
-    assert "| compute" in markdown and "100 GFLOPS (multiply-adds, gemm)" in markdown
+    markdown = render(report, "md", view=View(columns=("flops-per-s", "peak-share", "bound-by")))
+    header = next(line for line in markdown.splitlines() if line.startswith("| Operator"))
+    assert [cell.strip() for cell in header.strip("|").split("|")][-3:] == ["FLOPS [G/s]", "% of peak", "Bound by"]
+    assert "| compute" in markdown and "| memory" in markdown
+    assert "100 GFLOPS (multiply-adds, gemm)" in markdown
     assert "ridge point 10 FLOP/B" in markdown and "Williams, Waterman and Patterson" in markdown
     assert "above the measured peak" not in markdown
     ceilings.save(_record(peak=50e9, bandwidth=10e9))  # conv's 81.3 GFLOPS is above it: the peak is suspect

@@ -115,6 +115,13 @@ def test_too_few_samples_are_inconclusive_however_large_the_gap():
     assert f"{MIN_SAMPLES - 1} samples" in check.reason and check.ratio == pytest.approx(3, rel=0.05)
 
 
+def test_a_median_of_zero_is_inconclusive_not_a_crash():
+    rows = t0_and_mobilevit(10, 30).rows
+    rows[0].samples_s = [0.0] * 40
+    check = cpu_check(T0_VS_MOBILEVIT, report(rows))
+    assert check.verdict == INCONCLUSIVE and "median is 0 s" in check.reason
+
+
 def test_a_time_ratio_is_claimed_below_one():
     a, b = L_CPU_TIME.a, L_CPU_TIME.b
     faster = report([row(a, 0.22, seed=1), row(b, 0.35, seed=2)])

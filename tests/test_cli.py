@@ -122,7 +122,7 @@ def test_csv_to_file_and_save(tmp_path):
     data = json.loads((results / saved[0]).read_text())
     assert data["complete"] is True and [r["status"] for r in data["rows"]] == ["ok", "ok"]
     md = (results / saved[1]).read_text()
-    assert "| conv" in md and "| pconv" in md and "INCOMPLETE" not in md
+    assert "| Conv 3x3" in md and "| PConv 3x3 (ours, r=1/4)" in md and "INCOMPLETE" not in md  # the paper's names
     # the saved JSON is a complete record: it loads back and renders the same CSV view
     from flopsbench.exporters import render
     assert render(Report.from_dict(data), "csv") == out.read_text()

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import pytest
 
+from flopsbench.columns import View
 from flopsbench.exporters import EXPORTERS, render
 from flopsbench.report import SCHEMA_VERSION, Report
 from tests.conftest import conv_table1_row, error_row, make_report, pconv_custom_row
@@ -45,7 +46,7 @@ def test_csv_values_by_hand(hand_report):
     conv, pconv = _csv_rows(hand_report)
     assert conv["Operator"] == "conv" and conv["Shape"] == "96x56x56" and conv["Options"] == ""
     assert (conv["Layers"], conv["Batch"], conv["Runs"], conv["Status"]) == ("10", "1", "5", "ok")
-    assert float(conv["Params [K]"]) == 829.44
+    assert float(conv["Params [M]"]) == 0.82944
     assert float(conv["FLOPs [M]"]) == 2601.12384
     assert float(conv["Mem ideal [MB]"]) == 27.40224
     assert float(conv["Mem impl [MB]"]) == 27.40224
@@ -79,8 +80,8 @@ def test_latex_escapes_text_and_marks_missing_values():
     body = text.split("\\begin{tabular}", 1)[1]
     assert any("error: RuntimeError: boom" in line for line in comments)
     assert "\\toprule" in body and "\\bottomrule" in body and "–" not in body
-    gconv = next(line for line in body.splitlines() if line.startswith("gconv"))
-    assert gconv.endswith("& error & -- & -- & -- \\\\")  # paper columns: the paper has no such gconv row
+    gconv = next(line for line in body.splitlines() if line.startswith("GConv 3x3 (16 groups)"))  # the paper's name
+    assert gconv.endswith("& -- & -- & -- \\\\")  # paper columns: the paper has no such gconv row
     assert "FLOPS / paper" in body and "%" not in body.replace("\\%", "")
 
 
@@ -117,9 +118,9 @@ def _md_cells(text: str) -> dict[str, list[str]]:
 
 
 def test_markdown_values_by_hand(hand_report):
-    text = render(hand_report, "md", paper=True)
+    text = render(hand_report, "md", paper=True, view=View(wide=True))
     cells = _md_cells(text)
-    assert cells["Operator"] == ["conv", "pconv"]
+    assert cells["Operator"] == ["Conv 3x3", "pconv"]  # the paper's name of a Table 1 row
     assert cells["Layers"] == ["10", "2"]
     assert cells["FLOPs [M]"] == ["2,601", "0.0737"]
     assert cells["Median [ms]"] == ["32.0", "3.00"]
@@ -131,7 +132,7 @@ def test_markdown_values_by_hand(hand_report):
     first = text.splitlines()[0]
     assert "Test CPU @ 3.00GHz" in first and "testhost" in first and "cores [0]" in first
     assert "INCOMPLETE" not in first
-    assert "- row 2 (pconv 16x8x8): noisy" in text
+    assert "- noisy: 1 of 2 rows (pconv (ratio=0.5)) had an IQR of 67 % of the median" in text
     assert "1 multiply-add = 1 FLOP" in text
 
 
@@ -146,11 +147,11 @@ def test_incomplete_report_says_so():
 
 
 def test_error_row_is_shown_with_its_reason():
-    text = render(make_report([conv_table1_row(), error_row()]), "md")
+    text = render(make_report([conv_table1_row(), error_row()]), "md", view=View(wide=True))
     cells = _md_cells(text)
     assert cells["Status"] == ["ok", "error"]
     assert cells["FLOPs [M]"][1] == cells["Median [ms]"][1] == "–"
-    assert "row 2 (gconv 16x8x8): error: RuntimeError: boom" in text  # the reason, under the table
+    assert "GConv 3x3 (16 groups) 16x8x8: error: RuntimeError: boom" in text  # the reason, under the table
     rows = _csv_rows(make_report([conv_table1_row(), error_row()]))
     assert rows[1]["Status"] == "error" and rows[1]["Error"] == "RuntimeError: boom"
     assert rows[1]["FLOPs [M]"] == "" and rows[0]["Error"] == ""
@@ -158,7 +159,7 @@ def test_error_row_is_shown_with_its_reason():
 
 def test_runs_stay_integers_beside_an_error_row():
     report = make_report([conv_table1_row(), error_row()])
-    assert _md_cells(render(report, "md"))["Runs"] == ["5", "–"]
+    assert _md_cells(render(report, "md", view=View(wide=True)))["Runs"] == ["5", "–"]
     assert _csv_rows(report)[0]["Runs"] == "5"
 
 
@@ -176,7 +177,7 @@ def test_table_view_has_rows_and_notes(hand_report):
 
 
 def test_table_view_keeps_units_in_headers(hand_report):
-    text = render(hand_report, "table", paper=True)
+    text = render(hand_report, "table", paper=True, view=View(wide=True))
     # Headers may wrap in the terminal, but '[ms]' must survive rich's markup parser.
     assert "IQR [ms]" in text and text.count("[ms]") >= 3 and "[G/s]" in text
 

@@ -263,8 +263,10 @@ def timm_to_official(key: str) -> str:
     return key.replace("conv_head.", "avgpool_pre_head.1.").replace("classifier.", "head.")
 
 
+@pytest.mark.baselines
 def test_same_as_timm_fasternet_t0():
-    timm = pytest.importorskip("timm")
+    import timm
+
     reference = randomize_bn(timm.create_model("fasternet_t0", pretrained=False)).eval()
     ours = build_fasternet("t0").eval()
     mapped = {timm_to_official(k): v for k, v in reference.state_dict().items()}

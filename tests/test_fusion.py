@@ -144,6 +144,7 @@ def test_fasternet_pairs_are_the_official_ones():
     assert conv_bn_pairs(model, image(3, 64)) == expected
 
 
+@pytest.mark.baselines
 def test_timm_model_folds_every_bn():
     """Hooks and ATen see timm models as they run (no FX tracing needed)."""
     model = resolve_model("timm:resnet18").create(num_classes=10).eval()

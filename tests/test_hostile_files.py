@@ -224,7 +224,7 @@ def test_writability_check_of_a_fifo_does_not_wait_for_a_reader(tmp_path):
 def test_output_to_a_fifo_is_written_through(saved, tmp_path):
     fifo = _fifo(tmp_path)
     thread, got = _read_all_of(fifo)
-    result = invoke(["report", saved, "-o", fifo])
+    result = invoke(["report", saved, "--format", "md", "-o", fifo])
     thread.join(timeout=10)
     assert result.exit_code == 0, result.output
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
@@ -253,7 +253,7 @@ def test_output_through_a_link_to_stdout_writes_to_that_stream(saved, tmp_path):
     link = tmp_path / "stdout"
     link.symlink_to(f"/proc/self/fd/{write_end}")
     try:
-        result = invoke(["report", saved, "-o", link])
+        result = invoke(["report", saved, "--format", "md", "-o", link])
         os.close(write_end)
         with open(read_end, "rb") as reader:
             got = reader.read()
@@ -271,7 +271,7 @@ def test_output_through_a_symlink_writes_its_target_and_keeps_the_link(saved, tm
     target, link = tmp_path / "target.md", tmp_path / "link.md"
     target.write_text("old")
     link.symlink_to(target.name)
-    result = invoke(["report", saved, "-o", link])
+    result = invoke(["report", saved, "--format", "md", "-o", link])
     assert result.exit_code == 0, result.output
     assert link.is_symlink() and target.read_text(encoding="utf-8") == render(_report(), "md")
 
@@ -281,7 +281,7 @@ def test_an_existing_file_keeps_its_mode(saved, tmp_path, mode):
     out = tmp_path / "view.md"
     out.write_text("old")
     out.chmod(mode)
-    result = invoke(["report", saved, "-o", out])
+    result = invoke(["report", saved, "--format", "md", "-o", out])
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(out.stat().st_mode) == mode and out.read_text(encoding="utf-8") == render(_report(), "md")
     assert not _temporary_files(tmp_path)
@@ -357,7 +357,7 @@ ASCII = {**{k: v for k, v in os.environ.items() if k != "PYTHONIOENCODING"}, "LC
 @pytest.mark.parametrize("to", ["file", "stdout"])
 def test_an_ascii_locale_writes_utf8(saved, tmp_path, to):
     out = tmp_path / "x.md"
-    args = ["report", saved] + (["-o", out] if to == "file" else [])
+    args = ["report", saved, "--format", "md"] + (["-o", out] if to == "file" else [])
     done = _flopsbench(args, ASCII, capture_output=True)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     text = (out.read_bytes() if to == "file" else done.stdout).decode("utf-8")

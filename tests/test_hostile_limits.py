@@ -18,10 +18,9 @@ import pytest
 import torch
 
 import flopsbench.board as board
-import flopsbench.cli.model
 import flopsbench.cli.ops
 import flopsbench.cli.options
-from flopsbench import validation
+from flopsbench import validation, workloads
 from flopsbench.exporters import export_table
 from flopsbench.onnx_export import cached_export
 from flopsbench.report import Report
@@ -203,7 +202,7 @@ def test_model_resolution_too_large_for_memory(no_measuring, memory, monkeypatch
     memory(1 * GB)  # 3x12000x12000 fp32 input is 1.7 GB on its own
     def refuse(*args):
         raise AssertionError("built the model despite its input not fitting")
-    monkeypatch.setattr(flopsbench.cli.model, "_check_buildable", refuse)
+    monkeypatch.setattr(workloads, "check_buildable", refuse)
     result = invoke(["model", "fasternet_t0", "--resolution", "12000"])
     _assert_one_line_error(result, "--resolution")
     assert "available" in stderr_lines(result)[0]

@@ -15,7 +15,7 @@ from dataclasses import replace
 import pytest
 
 from flopsbench.escaping import csv_text, latex_text, markdown_text, plain_text
-from flopsbench.exporters import export_table, render, warning_lines
+from flopsbench.exporters import export_table, note_lines, render
 from flopsbench.report import Report, Row
 from flopsbench.spec import Shape, Workload
 from tests.conftest import conv_table1_row, error_row, make_report
@@ -110,7 +110,7 @@ def test_markdown_keeps_its_structure(text, device):
     kinds = {token.type for token in tokens} | {child.type for token in tokens for child in token.children or []}
     assert not kinds & {"heading_open", "link_open", "image", "html_inline", "html_block", "hr", "code_block"}
     assert sum(token.type == "table_open" for token in tokens) == 2  # the rows' and the breakdown's
-    assert sum(token.type == "list_item_open" for token in tokens) == len(warning_lines(report))
+    assert sum(token.type == "list_item_open" for token in tokens) == len(note_lines(report))
     assert markdown_text(text) in md  # shown, escaped, not dropped
 
 

@@ -110,6 +110,7 @@ def test_unavailable_baseline_is_an_error_row_not_a_crash(monkeypatch):
     assert t0["status"] == "ok"
 
 
+@pytest.mark.baselines
 def test_timm_model_by_name_runs_at_its_resolution():
     result = invoke(["model", "timm:resnet18", "--resolution", "64", *QUICK, "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -151,7 +152,7 @@ def test_resolution_the_model_cannot_take(no_measuring):
 
 
 def test_ratio_for_a_model_without_pconv(no_measuring):
-    _one_line_error(invoke(["model", "resnet50", "--ratio", "1/4"]), "--ratio")
+    _one_line_error(invoke(["model", "pvt_tiny", "--ratio", "1/4"]), "--ratio")
 
 
 def test_missing_weights_file(no_measuring, tmp_path):

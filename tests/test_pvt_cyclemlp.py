@@ -10,7 +10,6 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
-from torchvision.ops import deform_conv2d
 
 from flopsbench.counting import count_flops, count_params
 from flopsbench.onnx_export import compare_with_torch, export
@@ -25,6 +24,11 @@ NAMES = ["pvt_tiny", "pvt_small", "pvt_medium", "pvt_large", "cyclemlp_b1", "cyc
 LABELS = ["PVT-Tiny", "PVT-Small", "PVT-Medium", "PVT-Large", "CycleMLP-B1", "CycleMLP-B2"]
 
 
+def needing_torchvision(*names: str) -> list:
+    """``names`` as parameters, CycleMLP's marked ``baselines`` (its Cycle FC is torchvision's); PVT is plain torch."""
+    return [pytest.param(n, marks=pytest.mark.baselines) if n.startswith("cyclemlp") else n for n in names]
+
+
 def printed(value: float, like: float) -> float:
     """``value`` rounded to as many decimals as the paper printed ``like`` with."""
     text = repr(float(like))
@@ -34,17 +38,25 @@ def printed(value: float, like: float) -> float:
 def test_registered_under_the_reserved_names_with_table3_labels():
     for name, label in zip(NAMES, LABELS):
         entry = get_model(name)
-        assert entry.unavailable is None and entry.paper_label == label and entry.input_resolution == 224
+        assert entry.paper_label == label and entry.input_resolution == 224
         assert dict(entry.defaults) == {"num_classes": 1000, "seed": None}
+
+
+class Built(dict):
+    """Each model built on first use (seeded), then shared."""
+
+    def __missing__(self, name: str) -> torch.nn.Module:
+        self[name] = get_model(name).create(seed=0).eval()
+        return self[name]
 
 
 @pytest.fixture(scope="module")
 def built():
-    """Each model once (seeded), shared by the params and FLOPs tests."""
-    return {name: get_model(name).create(seed=0).eval() for name in NAMES}
+    """Each model once, shared by the params, FLOPs, key-name and ONNX tests."""
+    return Built()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", needing_torchvision(*NAMES))
 def test_params_and_flops_match_table3_at_printed_precision(built, name):
     model, row = built[name], TABLE3[get_model(name).paper_label]
     assert printed(count_params(model) / 1e6, row["params_M"]) == row["params_M"]
@@ -60,9 +72,11 @@ def test_pvt_flops_include_the_official_position_embedding_resize(built):
     assert by_op["upsample_bilinear2d"] == 4 * (28 * 28 * 128 + 14 * 14 * 320 + 7 * 7 * 512)
 
 
+@pytest.mark.baselines
 def test_deform_conv2d_flops_are_the_convs_multiply_adds():
     """N·C_out·(C_in/groups)·kh·kw·H_out·W_out, the CycleMLP authors' count (fvcore's conv formula;
     the bilinear sampling, mask and bias are not counted)."""
+    from torchvision.ops import deform_conv2d
 
     class Deform(torch.nn.Module):
         def __init__(self):
@@ -79,6 +93,7 @@ def test_deform_conv2d_flops_are_the_convs_multiply_adds():
     assert flops.unsupported_ops == {}
 
 
+@pytest.mark.baselines
 def test_cycle_fc_block_flops_by_hand():
     """One CycleMLP token mixer at dim 8 on 4×4: three channel FCs (two of them Cycle FC) and
     the projection, 4 · 16 · 8 · 8 multiply-adds, plus the reweighting MLP on the pooled vector."""
@@ -89,6 +104,7 @@ def test_cycle_fc_block_flops_by_hand():
     assert flops.by_operator["linear"] == 2 * 16 * 8 * 8 + (8 * 2 + 2 * 24)
 
 
+@pytest.mark.baselines
 def test_cycle_fc_is_a_channel_fc_on_channels_shifted_by_their_index():
     """Channel i is read at a shift of (i + 1) mod 3 - 1 along W for (1, 3), along H for (3, 1),
     zero beyond the border, as the official offsets make deform_conv2d do."""
@@ -104,39 +120,45 @@ def test_cycle_fc_is_a_channel_fc_on_channels_shifted_by_their_index():
         torch.testing.assert_close(fc(x), expected)
 
 
-def test_official_key_names_and_checkpoint_round_trip(tmp_path, built):
-    pvt = built["pvt_tiny"].state_dict()
-    assert pvt["pos_embed4"].shape == (1, 50, 512) and pvt["cls_token"].shape == (1, 1, 512)
-    assert pvt["block1.0.attn.sr.weight"].shape == (64, 64, 8, 8) and "block4.0.attn.sr.weight" not in pvt
-    assert {"patch_embed2.proj.weight", "block3.1.attn.kv.bias", "block2.0.mlp.fc1.weight", "norm.weight",
-            "head.bias"} <= set(pvt)
-    cycle = built["cyclemlp_b1"].state_dict()
-    assert cycle["network.0.0.attn.sfc_h.offset"].shape == (1, 128, 1, 1)
-    assert cycle["network.1.proj.weight"].shape == (128, 64, 3, 3)
-    assert cycle["patch_embed.proj.weight"].shape == (64, 3, 7, 7)
-    assert {"network.6.1.attn.reweight.fc2.weight", "network.4.3.attn.mlp_c.weight", "norm.bias"} <= set(cycle)
-    assert "network.4.3.attn.mlp_c.bias" not in cycle
+# Per family's smallest: official keys with their shapes, other official keys, keys it must not have.
+OFFICIAL_KEYS = {
+    "pvt_tiny": ({"pos_embed4": (1, 50, 512), "cls_token": (1, 1, 512), "block1.0.attn.sr.weight": (64, 64, 8, 8)},
+                 {"patch_embed2.proj.weight", "block3.1.attn.kv.bias", "block2.0.mlp.fc1.weight", "norm.weight",
+                  "head.bias"},
+                 {"block4.0.attn.sr.weight"}),
+    "cyclemlp_b1": ({"network.0.0.attn.sfc_h.offset": (1, 128, 1, 1), "network.1.proj.weight": (128, 64, 3, 3),
+                     "patch_embed.proj.weight": (64, 3, 7, 7)},
+                    {"network.6.1.attn.reweight.fc2.weight", "network.4.3.attn.mlp_c.weight", "norm.bias"},
+                    {"network.4.3.attn.mlp_c.bias"}),
+}
+
+
+@pytest.mark.parametrize("name", needing_torchvision(*OFFICIAL_KEYS))
+def test_official_key_names_and_checkpoint_round_trip(tmp_path, built, name):
+    shapes, present, absent = OFFICIAL_KEYS[name]
+    state = built[name].state_dict()
+    assert {key: tuple(state[key].shape) for key in shapes} == shapes
+    assert present <= set(state) and not absent & set(state)
 
     x = torch.randn(1, 3, 224, 224)
-    for name in ("pvt_tiny", "cyclemlp_b1"):  # released as {'model': state_dict}, DeiT-style
-        path = tmp_path / f"{name}.pth"
-        torch.save({"model": built[name].state_dict()}, path)
-        other = load_official_weights(get_model(name).create(seed=1).eval(), path)
-        with torch.no_grad():
-            torch.testing.assert_close(other(x), built[name](x))
+    path = tmp_path / f"{name}.pth"
+    torch.save({"model": state}, path)  # released as {'model': state_dict}, DeiT-style
+    other = load_official_weights(get_model(name).create(seed=1).eval(), path)
+    with torch.no_grad():
+        torch.testing.assert_close(other(x), built[name](x))
 
 
-def test_other_input_sides_and_num_classes():
-    for name in ("pvt_tiny", "cyclemlp_b1"):
-        model = get_model(name).create(num_classes=10, seed=0).eval()
-        with torch.no_grad():
-            assert model(torch.randn(2, 3, 160, 160)).shape == (2, 10)
-        features = get_model(name).create(num_classes=0, seed=0).eval()
-        with torch.no_grad():
-            assert features(torch.randn(1, 3, 64, 64)).shape == (1, 512)
+@pytest.mark.parametrize("name", needing_torchvision("pvt_tiny", "cyclemlp_b1"))
+def test_other_input_sides_and_num_classes(name):
+    model = get_model(name).create(num_classes=10, seed=0).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 160, 160)).shape == (2, 10)
+    features = get_model(name).create(num_classes=0, seed=0).eval()
+    with torch.no_grad():
+        assert features(torch.randn(1, 3, 64, 64)).shape == (1, 512)
 
 
-@pytest.mark.parametrize("name", ["pvt_tiny", "cyclemlp_b1"])
+@pytest.mark.parametrize("name", needing_torchvision("pvt_tiny", "cyclemlp_b1"))
 def test_smallest_of_each_family_runs_on_onnxruntime(name, tmp_path, built):
     """Exported as the onnxruntime backend exports it; Cycle FC becomes ONNX DeformConv (opset 19)."""
     model, x = built[name], torch.randn(1, 3, 224, 224)

@@ -66,13 +66,17 @@ class Backend:
     """The protocol, with defaults for the parts most backends do not need."""
 
     preload: tuple[str, ...] = ()  # modules a worker imports while it waits for its job
+    builds_from_spec: bool = True  # its workers build cases from their specs (and so need the parent's plugins)
 
     def transport(self):
         """How this backend's workers are reached: by default, a new interpreter per job that
-        imports ``preload`` ahead of it (see flopsbench.transport)."""
+        imports ``preload`` ahead of it and, if it builds cases from their specs, loads the plugins
+        this process loaded (flopsbench.plugins), so that it knows their operators and models (see
+        flopsbench.transport)."""
+        from flopsbench import plugins
         from flopsbench.transport import FreshProcesses
 
-        return FreshProcesses(self.preload)
+        return FreshProcesses(self.preload, plugins=plugins.loaded() if self.builds_from_spec else ())
 
     def stage(self, row, module, x, execution: Execution) -> dict:
         """Parent side, after counting: extra fields of the case's job (may fill ``row.runtime``)."""

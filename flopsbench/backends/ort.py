@@ -16,6 +16,7 @@ from flopsbench.spec import Execution, Workload
 
 class OnnxRuntime(Backend):
     preload = ("flopsbench.backends.ort",)  # and with it onnxruntime and numpy
+    builds_from_spec = False  # it opens the parent's ONNX file: no plugin (nor torch) is needed
 
     def stage(self, row, module, x, execution: Execution) -> dict:
         from flopsbench.build import build_input

@@ -22,6 +22,7 @@ from flopsbench.cli import app
 from flopsbench.cli.options import (FORMATS, Format, Output, _stdout_is_terminal, _Terminal, check_choice, print_line,
                                     validated)
 from flopsbench.cli.report_cmd import load_report
+from flopsbench.view_format import view_format
 from flopsbench.compare import CONFIDENCE, MIN_SAMPLES, RESAMPLES, SEED
 from flopsbench.escaping import csv_text, latex_text, markdown_text, plain_text
 from flopsbench.exporters import _fmt
@@ -44,13 +45,14 @@ UNITS = {"latency_s": (1e-3, "ms"), "throughput_per_s": (1, "img/s"), "flops_per
 def claims_command(
     files: list[Path] = typer.Argument(..., metavar="FILE...", help="Reports in JSON (--save, '--format json', or "
                                                                     "'python -m flopsbench.board'), from any devices."),
-    fmt: Format = "table",
+    fmt: Format = None,
     output: Output = None,
 ) -> None:
     """Check the FasterNet paper's claims (T0 vs MobileViT-XXS, L vs Swin-B, PConv's FLOPS, FLOPs and memory
     access) against saved reports: each verdict (holds, fails, inconclusive, not measured) beside the paper's
     number."""
     check_choice(fmt, FORMATS, "--format")
+    fmt = validated(view_format, fmt, output)
     validated(validation.check_writable, output)
     sources = [Source(str(path), load_report(path)) for path in files]
     checks = evaluate(paper_claims(), sources)
@@ -156,14 +158,11 @@ def header_lines(sources: list[Source], text: Callable[[object], str] = plain_te
 
 def claim_lines(checks: list[Check], text: Callable[[object], str] = plain_text) -> list[str]:
     """Each claim once: its words, where the paper says it, and what its ratio divides."""
-    claims = list(dict.fromkeys(check.claim.id for check in checks))
-    by_id = {check.claim.id: check.claim for check in checks}
     lines = []
-    for claim_id in claims:
-        claim = by_id[claim_id]
-        note = f" {claim.note}" if claim.note else ""
-        lines.append(f"{text(claim.id)}: \u201c{text(claim.text)}\u201d ({text(claim.where)}). A = {text(claim.a.label)}, "
-                     f"B = {text(claim.b.label)}; ratio: {KINDS[claim.kind]}; claimed {claimed_text(claim)}.{text(note)}")
+    for claim in {check.claim.id: check.claim for check in checks}.values():
+        said = [f"{claim.id}: \u201c{claim.text}\u201d ({claim.where}).", f"A = {claim.a.label}, B = {claim.b.label};",
+                f"ratio: {KINDS[claim.kind]}; claimed {claimed_text(claim)}.", *([claim.note] if claim.note else [])]
+        lines.append(text(" ".join(said)))
     return lines
 
 

@@ -20,6 +20,7 @@ from flopsbench.cli import app
 from flopsbench.cli.options import (FORMATS, Format, Output, _stdout_is_terminal, _Terminal, bad, check_choice,
                                     print_line, validated)
 from flopsbench.cli.report_cmd import load_report
+from flopsbench.view_format import view_format
 from flopsbench.compare import (ALPHA, CONFIDENCE, MIN_SAMPLES, RESAMPLES, SEED, Comparison, Pair, ProtocolError,
                                 compare_reports)
 from flopsbench.escaping import csv_text, markdown_text, plain_text
@@ -43,7 +44,7 @@ VERDICT_NOTE = (f"Verdict: faster or slower only when the Mann-Whitney U test on
 def compare_command(
     base: Path = typer.Argument(..., metavar="BASE", help="The baseline report, JSON (--save or '--format json')."),
     new: Path = typer.Argument(..., metavar="NEW", help="The report to compare with it, of the same protocol."),
-    fmt: Format = "table",
+    fmt: Format = None,
     output: Output = None,
     fail_above: Optional[str] = typer.Option(None, "--fail-above", metavar="PCT",
                                              help="Exit 1 if a row is significantly slower by more than PCT, "
@@ -52,6 +53,7 @@ def compare_command(
     """Compare two saved reports row by row: the ratio of medians with its interval, and whether NEW is
     significantly faster or slower (Mann-Whitney U test on the raw samples)."""
     check_choice(fmt, FORMATS, "--format")
+    fmt = validated(view_format, fmt, output)
     threshold = None if fail_above is None else parse_percentage(fail_above, "--fail-above")
     validated(validation.check_writable, output)
     reports = _load(base, "BASE"), _load(new, "NEW")
@@ -132,7 +134,7 @@ def _record(pair: Pair, command: str) -> dict:
     return {
         "Model" if model else "Operator": workload.name,
         "Options": _params_label(pair.base or pair.new),
-        "Input" if model else "Shape": str(workload.shape),
+        "Shape": str(workload.shape),
         **({} if model else {"Layers": workload.layers}),
         "BASE median [ms]": _median_ms(pair.base),
         "NEW median [ms]": _median_ms(pair.new),

@@ -8,55 +8,53 @@ from typing import Optional
 
 import typer
 
-import operators
+from flopsbench import validation, workloads
 from flopsbench.cli import app
-from flopsbench.cli import model as model_cli
-from flopsbench.cli import ops as ops_cli
-from flopsbench import validation
-from flopsbench.cli.options import (Batch, Seed, bad, check_choice, check_positive, parse_ratio, parse_shapes,
-                                    validated)
+from flopsbench.cli.options import (Batch, Plugins, Seed, bad, check_choice, check_positive, integer,
+                                    load_plugins, parse_ratio, validated)
 from flopsbench.onnx_export import compare_with_torch, export_metadata, write_onnx
 from flopsbench.output import staged
 from flopsbench.ort_runtime import make_session
 from flopsbench.report import Row
 from flopsbench.build import build_case
 from flopsbench.runner import count_case
-from flopsbench.spec import Execution, Shape, Workload
-from operators.baselines import resolve_model
+from flopsbench.spec import Execution, Workload
 from operators.pconv import FORWARD_MODES
-
-DEFAULT_SHAPE = Shape(96, 56, 56)
-DEFAULT_LAYERS = 10
 
 
 @app.command("export")
 def export_command(
     name: str = typer.Argument(..., help="An operator (see 'flopsbench list'), a registered model, or timm:NAME."),
-    output: Path = typer.Option(..., "-o", "--output", help="The ONNX file to write."),
-    shape: Optional[str] = typer.Option(None, "--shape", help="Operators: feature map CxHxW (default 96x56x56)."),
-    layers: Optional[int] = typer.Option(None, help="Operators: identical layers stacked (default 10; at most "
-                                                     f"{validation.MAX_LAYERS})."),
-    kernel: Optional[int] = typer.Option(None, help="Operators: kernel size for conv, gconv, dwconv, pconv (default 3)."),
-    groups: Optional[int] = typer.Option(None, help="Operators: GConv groups (default 16)."),
+    output: Path = typer.Option(..., "-o", "--output", metavar="FILE", help="The ONNX file to write."),
+    shape: Optional[str] = typer.Option(None, "--shape", metavar="CxHxW",
+                                        help="Operators: feature map (default 96x56x56)."),
+    layers: Optional[int] = typer.Option(None, parser=integer, help="Operators: identical layers stacked (default "
+                                                                    f"10; at most {validation.MAX_LAYERS})."),
+    kernel: Optional[int] = typer.Option(None, parser=integer,
+                                         help="Operators: kernel size for conv, gconv, dwconv, pconv (default 3)."),
+    groups: Optional[int] = typer.Option(None, parser=integer, help="Operators: GConv groups (default 16)."),
     ratio: Optional[str] = typer.Option(None, help="PConv partial ratio r = c_p/c, e.g. 1/4 (default)."),
     pconv_mode: Optional[str] = typer.Option(None, help="PConv forward recorded in the workload: split_cat (default) "
                                                         "or slicing; the graph is always exported as split_cat."),
-    resolution: Optional[int] = typer.Option(None, help="Models: square input side (default: the model's own)."),
+    resolution: Optional[int] = typer.Option(None, parser=integer,
+                                             help="Models: square input side (default: the model's own)."),
     act: Optional[str] = typer.Option(None, help="Models: FasterNet activation, gelu or relu (default: the variant's)."),
-    num_classes: Optional[int] = typer.Option(None, help="Models: classifier outputs (default 1000)."),
+    num_classes: Optional[int] = typer.Option(None, parser=integer, help="Models: classifier outputs (default 1000)."),
     weights: Optional[Path] = typer.Option(None, help="Models: official checkpoint to load (default: seeded random "
                                                       "weights)."),
     fuse_bn: Optional[bool] = typer.Option(None, "--fuse-bn/--no-fuse-bn", help="Models: fold BatchNorm into the "
                                            "preceding convs, as the paper does (default on)."),
-    batch: Batch = 1, seed: Seed = 0,
+    batch: Batch = 1, seed: Seed = 0, plugin: Plugins = None,
 ) -> None:
     """Export an operator stack or a model to ONNX with its FLOPs, params and memory counts embedded,
     checked against PyTorch with onnxruntime; time it on a board with 'python -m flopsbench.board FILE'."""
+    load_plugins(plugin)
     check_positive(batch, "--batch")
     check_choice(pconv_mode, FORWARD_MODES, "--pconv-mode")
-    workload = _workload(name, shape=shape, layers=layers, kernel=kernel, groups=groups, ratio=ratio,
-                         pconv_mode=pconv_mode, resolution=resolution, act=act, num_classes=num_classes,
-                         weights=weights, fuse_bn=fuse_bn, batch=batch)
+    overrides = workloads.given(kernel_size=kernel, groups=groups, forward_mode=pconv_mode, act=act,
+                                num_classes=num_classes, ratio=None if ratio is None else parse_ratio(ratio))
+    workload = validated(workloads.one_workload, name, shape=shape, layers=layers, overrides=overrides,
+                         resolution=resolution, weights=weights, fuse_bn=fuse_bn, batch=batch)
     _check_output(output)
     execution = Execution(device="cpu", runtime="onnxruntime", dtype="fp32", batch=batch, seed=seed)
     try:
@@ -94,55 +92,6 @@ def export_workload(workload: Workload, execution: Execution, output: Path) -> t
         worst = compare_with_torch(session, {session.get_inputs()[0].name: x.numpy()}, module, x)
         size = onnx_file.stat().st_size
     return size, row.flops, worst
-
-
-def _workload(name: str, *, shape, layers, kernel, groups, ratio, pconv_mode, resolution, act, num_classes,
-              weights, fuse_bn, batch) -> Workload:
-    """An operator workload (``ops``' rules) or a model workload (``model``'s rules), checked to fit
-    in memory at ``batch`` (built and exported here, on the CPU); options of the other kind are refused."""
-    ratio_value = None if ratio is None else parse_ratio(ratio)
-    if name in operators.list_operators():
-        _refuse("operator", name, {"--resolution": resolution, "--act": act, "--num-classes": num_classes,
-                                   "--weights": weights, "--fuse-bn": fuse_bn})
-        if layers is not None:
-            validated(validation.check_range, layers, "--layers", 1, validation.MAX_LAYERS)
-        shapes = parse_shapes([shape] if shape else None, [DEFAULT_SHAPE])
-        if len(shapes) != 1:
-            raise bad("--shape", f"give one CxHxW (one file per shape), not {shape!r}")
-        overrides = {"kernel_size": kernel, "groups": groups, "forward_mode": pconv_mode, "ratio": ratio_value}
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        accepted = operators.get_operator(name).defaults
-        for key in overrides:
-            if key not in accepted:
-                raise bad(ops_cli.PARAM_OPTIONS[key], f"{name} has no such parameter; its parameters: "
-                                                      f"{', '.join(accepted) or 'none'}")
-        workload = ops_cli._workload(name, shapes[0], DEFAULT_LAYERS if layers is None else layers, overrides)
-        ops_cli.check_fits(workload, batch)
-        return workload
-    try:
-        model_def = resolve_model(name)
-    except KeyError as exc:
-        raise bad("NAME", f"{name!r} is no operator ({', '.join(operators.list_operators())}); {exc.args[0]}") from None
-    if model_def.unavailable:
-        raise bad("NAME", f"{name} cannot be built here: {model_def.unavailable}")
-    _refuse("model", name, {"--shape": shape, "--layers": layers, "--kernel": kernel, "--groups": groups})
-    model_cli.check_sizes(resolution, num_classes)
-    if weights is not None and not weights.is_file():
-        raise bad("--weights", f"no file at {weights}; give the path of a downloaded checkpoint")
-    overrides = {"ratio": ratio_value, "forward_mode": pconv_mode, "act": act, "num_classes": num_classes}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    workload = model_cli._workload(name, overrides, resolution, weights, True if fuse_bn is None else fuse_bn, batch)
-    for option, key in (("--ratio", "ratio"), ("--pconv-mode", "forward_mode"), ("--act", "act")):
-        if key in overrides and key not in workload.param_dict:
-            raise bad(option, f"{name} has no such option (FasterNet models do)")
-    return workload
-
-
-def _refuse(kind: str, name: str, given: dict) -> None:
-    for option, value in given.items():
-        if value is not None:
-            other = "models" if kind == "operator" else "operators"
-            raise bad(option, f"applies to {other} only, and {name} is {'an' if kind == 'operator' else 'a'} {kind}")
 
 
 def _check_output(output: Path) -> None:

@@ -6,11 +6,13 @@ import typer
 
 import operators
 from flopsbench.cli import app
+from flopsbench.cli.options import Plugins, load_plugins
 
 
 @app.command("list")
-def list_command() -> None:
-    """List the registered operators and models, one line each."""
+def list_command(plugin: Plugins = None) -> None:
+    """List the registered operators and models, one line each (with those of any plugin)."""
+    load_plugins(plugin)
     typer.echo("Operators (flopsbench ops --op NAME):")
     for name in operators.list_operators():
         op = operators.get_operator(name)

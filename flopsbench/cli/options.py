@@ -5,6 +5,7 @@ names the option and the fix (printed as one line by the CLI)."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import io
 import os
@@ -12,11 +13,11 @@ import platform
 import re
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Callable, Iterable, Optional
+from typing import Annotated, Callable, Iterable, Optional, get_type_hints
 
 import typer
 from rich.console import Console
@@ -25,7 +26,8 @@ from rich.text import Text
 
 from flopsbench.constants import ARM_MACHINES
 from flopsbench.cli import invoked_args
-from flopsbench import cuda, signals, validation
+from flopsbench import busy, cuda, plugins, signals, validation
+from flopsbench.columns import COLUMNS as COLUMN_NAMES, View, parse as parse_columns
 from flopsbench.environment import capture_environment
 from flopsbench.escaping import plain_text
 from flopsbench.exporters import EXPORTERS, render
@@ -34,11 +36,45 @@ from flopsbench.report import Report
 from flopsbench.rounds import rounds_with_samples
 from flopsbench.runner import run_all
 from flopsbench.ort_runtime import OPT_LEVELS
-from flopsbench.spec import DTYPES, RUNTIMES, Execution, Shape, TimingBudget, Workload
+from flopsbench.spec import DTYPES, RUNTIMES, Execution, TimingBudget, Workload
+from flopsbench.view_format import view_format
 
 DEVICES = ("cpu", "cuda", "arm")
 DEFAULT_RUNTIME = {"cpu": "torch", "cuda": "torch", "arm": "onnxruntime"}
 FORMATS = tuple(EXPORTERS)
+MODE_BATCH = {"latency": 1, "throughput": 32}
+DEFAULT_MODE = {"cpu": "latency", "arm": "latency", "cuda": "throughput"}
+_BUDGET, _EXECUTION = TimingBudget(), Execution()  # the defaults of how a case is timed
+
+
+def integer(value: object) -> int:
+    """An integer option's value (typer's ``parser``): its error is one plain line, not pydantic's."""
+    if value is None or isinstance(value, int):
+        return value
+    try:
+        return int(str(value))
+    except ValueError:
+        raise typer.BadParameter(f"{str(value)[:40]!r} is not an integer") from None
+
+
+def number(value: object) -> float:
+    """A number option's value (typer's ``parser``), e.g. 0.2 or 2."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    try:
+        return float(str(value))
+    except ValueError:
+        raise typer.BadParameter(f"{str(value)[:40]!r} is not a number") from None
+
+
+def batch_size(value: object) -> int:
+    """--batch: one integer; a list (1,8) gets the way to measure several."""
+    try:
+        return integer(value)
+    except typer.BadParameter:
+        raise typer.BadParameter(f"{str(value)[:40]!r} is not one integer; give one batch size per run "
+                                 "(run twice for two batches)") from None
+
 
 # Options shared by every measuring command (same names, defaults and help everywhere).
 Device = Annotated[str, typer.Option(help="Where to run: " + ", ".join(DEVICES) + ".")]
@@ -46,7 +82,8 @@ Runtime = Annotated[Optional[str], typer.Option(
     help="What executes: torch or onnxruntime (default: torch on cpu, onnxruntime on arm).")]
 OrtOptLevel = Annotated[str, typer.Option(help="onnxruntime graph optimisation: " + ", ".join(OPT_LEVELS) + ".")]
 OrtSpinning = Annotated[bool, typer.Option(help="Let onnxruntime's worker threads spin while waiting.")]
-Batch = Annotated[Optional[int], typer.Option(help="Batch size (default: 1 in latency mode, 32 in throughput mode).")]
+Batch = Annotated[Optional[int], typer.Option(parser=batch_size,
+                                              help="Batch size (default: 1 in latency mode, 32 in throughput mode).")]
 Mode = Annotated[Optional[str], typer.Option(
     help="latency (batch 1) or throughput (batch 32, images/s); default: throughput on cuda, latency "
          "elsewhere, as the paper measures.")]
@@ -57,29 +94,115 @@ CudnnBenchmark = Annotated[bool, typer.Option(help="cuda: let cudnn autotune its
 FindMaxBatch = Annotated[bool, typer.Option(help="cuda: also find the largest batch that fits in GPU memory.")]
 Tf32 = Annotated[bool, typer.Option("--tf32", help="cuda, fp32: let cuDNN convolutions and matmuls round to TF32 "
                                                    "(default: IEEE fp32, as the paper measured).")]
-Threads = Annotated[int, typer.Option(help="torch intra-op threads (inter-op threads are set to 1).")]
+Threads = Annotated[int, typer.Option(parser=integer, help="torch intra-op threads (inter-op threads are set to 1).")]
 Cores = Annotated[Optional[str], typer.Option(
     help="Cores to pin to, e.g. 0 or 0,2-3 (default: the first --threads allowed cores).")]
 Dtype = Annotated[str, typer.Option(help="Data type: " + ", ".join(DTYPES) + ".")]
-Warmup = Annotated[float, typer.Option(help=f"Warm-up seconds (at least 3 calls) before timing "
-                                             f"(0 to {validation.MAX_SECONDS}).")]
-MinTime = Annotated[float, typer.Option(help=f"Keep sampling until this many seconds are timed "
-                                             f"(0 to {validation.MAX_SECONDS})...")]
-MinRuns = Annotated[int, typer.Option(help="...and at least this many samples...")]
-MaxRuns = Annotated[int, typer.Option(help=f"...but never more than this many (at most {validation.MAX_RUNS:,}).")]
-Runs = Annotated[Optional[int], typer.Option(help=f"Exactly this many samples (overrides the three above; "
-                                                  f"at most {validation.MAX_RUNS:,}).")]
-Rounds = Annotated[int, typer.Option(help="Split sampling into rounds, each a fresh worker process that "
-                                          "times every case, so machine and process noise spread over all rows "
-                                          f"(1 to {validation.MAX_ROUNDS}).")]
-StopCi = Annotated[float, typer.Option(help="After 2+ rounds, stop a row once the 95% confidence interval of its "
-                                            "median is within +- this fraction of it (0 = always spend the budget).")]
-Format = Annotated[str, typer.Option("--format", help="Output view: " + ", ".join(FORMATS) + ".")]
-Output = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the view to FILE ('-' = stdout).")]
+Warmup = Annotated[float, typer.Option(parser=number, help=f"Warm-up seconds (at least {_BUDGET.warmup_runs} calls) "
+                                                           f"before timing (0 to {validation.MAX_SECONDS}).")]
+MinTime = Annotated[float, typer.Option(parser=number, help=f"Keep sampling until this many seconds are timed "
+                                                            f"(0 to {validation.MAX_SECONDS})...")]
+MinRuns = Annotated[int, typer.Option(parser=integer, help="...and at least this many samples...")]
+MaxRuns = Annotated[int, typer.Option(parser=integer, help=f"...but never more than this many "
+                                                           f"(at most {validation.MAX_RUNS:,}).")]
+Runs = Annotated[Optional[int], typer.Option(parser=integer, help=f"Exactly this many samples (overrides the three "
+                                                                  f"above; at most {validation.MAX_RUNS:,}).")]
+Rounds = Annotated[int, typer.Option(parser=integer, help="Split sampling into rounds, each a fresh worker process "
+                                     "that times every case, so machine and process noise spread over all rows "
+                                     f"(1 to {validation.MAX_ROUNDS}).")]
+StopCi = Annotated[float, typer.Option(parser=number, help="After 2+ rounds, stop a row once the 95% confidence "
+                                       "interval of its median is within +- this fraction of it (0 = always spend "
+                                       "the budget).")]
+Format = Annotated[Optional[str], typer.Option("--format", help="Output view: " + ", ".join(FORMATS) + " (default: "
+                                                 "the one -o FILE's extension names, else table).")]
+Output = Annotated[Optional[str], typer.Option("-o", "--output", metavar="FILE",
+                                               help="Write the view to FILE ('-' = stdout).")]
 Save = Annotated[bool, typer.Option(help="Also save JSON (written as it runs) and Markdown into --results-dir.")]
 ResultsDir = Annotated[Path, typer.Option(help="Folder for --save.")]
 Paper = Annotated[bool, typer.Option(help="Add the paper's published numbers for this device beside each row it has.")]
-Seed = Annotated[int, typer.Option(help="Seed for weights and inputs.")]
+Seed = Annotated[int, typer.Option(parser=integer, help="Seed for weights and inputs.")]
+Wide = Annotated[bool, typer.Option("--wide", help="Show every column (default: those a reader needs first; the "
+                                                  "terminal's fit 100 columns).")]
+Columns = Annotated[Optional[str], typer.Option(
+    "--columns", metavar="LIST", help="Show exactly these columns after each row's name, a comma list of "
+    + ", ".join(COLUMN_NAMES) + ".")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Under the table, each row's warnings in full "
+                                                               "(default: one line per cause).")]
+Plugins = Annotated[Optional[list[str]], typer.Option(
+    "--plugin", metavar="FILE.py|MODULE", help="Load a plugin first: a Python file or module that registers its "
+    "own operators or models (repeatable; README: 'Your own operators and models'). Installed plugins "
+    f"(entry points '{plugins.GROUP}') load always.")]
+
+
+@dataclass(frozen=True)
+class SharedOptions:
+    """The options of every measuring command, declared once: each field is an option (its name
+    and help in its Annotated type, its default here; how a case is timed defaults to
+    TimingBudget's and Execution's own). ``with_shared_options`` adds them to a command."""
+
+    device: Device = _EXECUTION.device
+    runtime: Runtime = None
+    ort_opt_level: OrtOptLevel = "all"
+    ort_spinning: OrtSpinning = True
+    mode: Mode = None
+    batch: Batch = None
+    cuda_graph: CudaGraph = False
+    l2_flush: L2Flush = False
+    channels_last: ChannelsLast = False
+    cudnn_benchmark: CudnnBenchmark = True
+    find_max_batch: FindMaxBatch = False
+    tf32: Tf32 = False
+    threads: Threads = _EXECUTION.threads
+    cores: Cores = None
+    dtype: Dtype = _EXECUTION.dtype
+    warmup: Warmup = _BUDGET.warmup_s
+    min_time: MinTime = _BUDGET.min_time_s
+    min_runs: MinRuns = _BUDGET.min_runs
+    max_runs: MaxRuns = _BUDGET.max_runs
+    runs: Runs = _BUDGET.exact_runs
+    rounds: Rounds = _BUDGET.rounds
+    stop_ci: StopCi = _BUDGET.stop_ci
+    fmt: Format = None
+    output: Output = None
+    save: Save = False
+    results_dir: ResultsDir = Path("results")
+    paper: Paper = False
+    seed: Seed = _EXECUTION.seed
+    wide: Wide = False
+    columns: Columns = None
+    verbose: Verbose = False
+
+    def settings(self, command: str, breakdown_depth: int = 0,
+                 breakdown_time: float = _EXECUTION.breakdown_time_s) -> "RunSettings":
+        """These options validated (one-line errors) before anything is measured: ``validate``."""
+        return validate(command, self, breakdown_depth, breakdown_time)
+
+
+def with_shared_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with the shared options (SharedOptions's fields) after its own, in the signature
+    typer reads; ``command`` gets them back as one argument, ``shared: SharedOptions``."""
+    own = inspect.signature(command, eval_str=True)
+    types = get_type_hints(SharedOptions, include_extras=True)
+    shared = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=types[f.name])
+              for f in fields(SharedOptions)]
+    parameters = [*(p for p in own.parameters.values() if p.name != "shared"), *shared]
+
+    @functools.wraps(command)
+    def with_options(**arguments):
+        options = SharedOptions(**{f.name: arguments.pop(f.name) for f in fields(SharedOptions)})
+        return command(**arguments, shared=options)
+
+    with_options.__signature__ = own.replace(parameters=parameters)
+    with_options.__annotations__ = {p.name: p.annotation for p in parameters}
+    return with_options
+
+
+def load_plugins(given: list[str] | None) -> None:
+    """The installed plugins, then those given with --plugin, before any name is looked up."""
+    try:
+        plugins.load_all([*plugins.installed(), *(given or ())])
+    except plugins.PluginError as exc:
+        raise bad("--plugin", str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -92,82 +215,93 @@ class RunSettings:
     output: str | None
     save_to: Path | None
     paper: bool
+    view: View = View()  # --columns, --wide, --verbose
 
 
-MODE_BATCH = {"latency": 1, "throughput": 32}
-DEFAULT_MODE = {"cpu": "latency", "arm": "latency", "cuda": "throughput"}
+def run_settings(command: str, *, breakdown_depth: int = 0, breakdown_time: float = _EXECUTION.breakdown_time_s,
+                 **options) -> RunSettings:
+    """The shared options given by name (SharedOptions's fields; the rest take their defaults), validated."""
+    return validate(command, SharedOptions(**options), breakdown_depth, breakdown_time)
 
 
-def run_settings(command: str, *, device: str, runtime: str | None, ort_opt_level: str, ort_spinning: bool,
-                 mode: str | None, batch: int | None, cuda_graph: bool, l2_flush: bool, channels_last: bool,
-                 cudnn_benchmark: bool, find_max_batch: bool, tf32: bool, threads: int, cores: str | None, dtype: str,
-                 warmup: float, min_time: float, min_runs: int, max_runs: int, runs: int | None,
-                 rounds: int, stop_ci: float, fmt: str, output: str | None, save: bool, results_dir: Path,
-                 paper: bool, seed: int, breakdown_depth: int = 0, breakdown_time: float = 0.3) -> RunSettings:
+def validate(command: str, o: SharedOptions, breakdown_depth: int = 0,
+             breakdown_time: float = _EXECUTION.breakdown_time_s) -> RunSettings:
     """Validate the shared options (one-line errors) before anything is measured."""
-    for value, choices, option in ((device, DEVICES, "--device"), (dtype, DTYPES, "--dtype"),
-                                   (fmt, FORMATS, "--format")):
+    for value, choices, option in ((o.device, DEVICES, "--device"), (o.dtype, DTYPES, "--dtype"),
+                                   (o.fmt, FORMATS, "--format")):
         check_choice(value, choices, option)
-    check_device(device)
-    runtime = resolve_runtime(device, runtime, dtype)
-    check_choice(ort_opt_level, OPT_LEVELS, "--ort-opt-level")
+    check_device(o.device)
+    runtime = resolve_runtime(o.device, o.runtime, o.dtype)
+    check_choice(o.ort_opt_level, OPT_LEVELS, "--ort-opt-level")
     if runtime == "onnxruntime" and breakdown_depth:
         raise bad("--breakdown", "parts are timed with torch; use it with --runtime torch")
-    mode = mode or DEFAULT_MODE[device]
+    mode = o.mode or DEFAULT_MODE[o.device]
     check_choice(mode, tuple(MODE_BATCH), "--mode")
-    batch = MODE_BATCH[mode] if batch is None else batch
+    batch = MODE_BATCH[mode] if o.batch is None else o.batch
     check_positive(batch, "--batch")
-    gpu_only = {"--cuda-graph": cuda_graph, "--l2-flush": l2_flush, "--find-max-batch": find_max_batch,
-                "--no-cudnn-benchmark": not cudnn_benchmark, "--tf32": tf32}
+    gpu_only = {"--cuda-graph": o.cuda_graph, "--l2-flush": o.l2_flush, "--find-max-batch": o.find_max_batch,
+                "--no-cudnn-benchmark": not o.cudnn_benchmark, "--tf32": o.tf32}
     for option, given in gpu_only.items():
-        if given and device != "cuda":
+        if given and o.device != "cuda":
             raise bad(option, "needs --device cuda")
-    if tf32 and dtype != "fp32":
-        raise bad("--tf32", f"rounds fp32 maths to TF32; this run is --dtype {dtype}")
-    if channels_last and runtime != "torch":
+    if o.tf32 and o.dtype != "fp32":
+        raise bad("--tf32", f"rounds fp32 maths to TF32; this run is --dtype {o.dtype}")
+    if o.channels_last and runtime != "torch":
         raise bad("--channels-last", "applies to the torch runtime; onnxruntime picks its own layout")
-    pinned_cores = validated(validation.parse_cores, cores, threads)
-    validated(validation.check_budget, min_time, min_runs, max_runs, runs, warmup, rounds, stop_ci)
-    validated(validation.check_seed, seed)
+    pinned_cores = validated(validation.parse_cores, o.cores, o.threads)
+    validated(validation.check_budget, o.min_time, o.min_runs, o.max_runs, o.runs, o.warmup, o.rounds, o.stop_ci)
+    validated(validation.check_seed, o.seed)
     if breakdown_depth < 0:
         raise bad("--breakdown", f"{breakdown_depth} must be >= 0 (0 = off)")
     validated(validation.check_seconds, breakdown_time, "--breakdown-time", positive=True)
-    validated(validation.check_writable, output)
-    if save:
-        check_results_dir(results_dir)
+    validated(validation.check_writable, o.output)
+    if o.save:
+        check_results_dir(o.results_dir)
     if runtime == "onnxruntime":
         from flopsbench.onnx_export import check_cache  # imports onnx: only for runs that export
         validated(check_cache)
-    budget = TimingBudget(warmup_s=warmup, min_time_s=min_time, min_runs=min_runs, max_runs=max_runs,
-                          exact_runs=runs, rounds=rounds, stop_ci=stop_ci)
+    budget = TimingBudget(warmup_s=o.warmup, min_time_s=o.min_time, min_runs=o.min_runs, max_runs=o.max_runs,
+                          exact_runs=o.runs, rounds=o.rounds, stop_ci=o.stop_ci)
     if runtime == "onnxruntime":
-        runtime_options: tuple = (("opt_level", ort_opt_level), ("spinning", ort_spinning))
-    elif device == "cuda":
-        runtime_options = (("cudnn_benchmark", cudnn_benchmark), ("cuda_graph", cuda_graph), ("l2_flush", l2_flush),
-                           ("channels_last", channels_last), ("find_max_batch", find_max_batch), ("mode", mode),
-                           ("tf32", tf32))
+        runtime_options: tuple = (("opt_level", o.ort_opt_level), ("spinning", o.ort_spinning))
+    elif o.device == "cuda":
+        runtime_options = (("cudnn_benchmark", o.cudnn_benchmark), ("cuda_graph", o.cuda_graph),
+                           ("l2_flush", o.l2_flush), ("channels_last", o.channels_last),
+                           ("find_max_batch", o.find_max_batch), ("mode", mode), ("tf32", o.tf32))
     else:
-        runtime_options = (("channels_last", channels_last),) if channels_last else ()
-    execution = Execution(device=device, runtime=runtime, runtime_options=runtime_options, dtype=dtype, batch=batch, threads=threads, cores=pinned_cores,
-                          budget=budget, seed=seed, breakdown_depth=breakdown_depth,
-                          breakdown_time_s=breakdown_time)
-    return RunSettings(command, execution, fmt, output,
-                       save_path(results_dir, command, device, runtime) if save else None, paper)
+        runtime_options = (("channels_last", o.channels_last),) if o.channels_last else ()
+    execution = Execution(device=o.device, runtime=runtime, runtime_options=runtime_options, dtype=o.dtype,
+                          batch=batch, threads=o.threads, cores=pinned_cores, budget=budget, seed=o.seed,
+                          breakdown_depth=breakdown_depth, breakdown_time_s=breakdown_time)
+    return RunSettings(command, execution, validated(view_format, o.fmt, o.output), o.output,
+                       save_path(o.results_dir, command, o.device, runtime) if o.save else None, o.paper,
+                       check_view(o.columns, o.wide, o.verbose, o.paper))
 
 
-def shared_options(arguments: dict) -> dict:
-    """The shared options among a command's arguments (pass ``locals()``), for run_settings."""
-    names = inspect.signature(run_settings).parameters
-    return {key: value for key, value in arguments.items() if key in names and key != "command"}
+def check_view(columns: str | None, wide: bool, verbose: bool, paper: bool) -> View:
+    """--columns (names of flopsbench.columns.COLUMNS; the paper's only with --paper), --wide, --verbose."""
+    if columns is not None and wide:
+        raise bad("--columns", "chooses the columns, --wide shows them all; give one of the two")
+    try:
+        chosen = None if columns is None else parse_columns(columns)
+    except ValueError as exc:
+        raise bad("--columns", str(exc)) from None
+    needs_paper = [name for name in chosen or () if COLUMN_NAMES[name].startswith("--paper")]
+    if needs_paper and not paper:
+        raise bad("--columns", f"{needs_paper[0]!r} is the paper's figure; add --paper")
+    return View(chosen, wide, verbose)
 
 
 def run_and_report(settings: RunSettings, workloads: list[Workload]) -> None:
     """Measure the workloads under ``settings`` and write the report."""
     on_gpu = settings.execution.device == "cuda"
     # The GPU's own record (name, clocks before) comes from the first worker that times on it.
-    report = Report(command=settings.command, execution=settings.execution, environment=capture_environment(cores=settings.execution.cores),
-                    argv=["flopsbench", *invoked_args()])
+    report = Report(command=settings.command, execution=settings.execution,
+                    environment=capture_environment(cores=settings.execution.cores), argv=["flopsbench", *invoked_args()])
+    if plugins.loaded():  # where the operators and models of its own came from
+        report.environment["plugins"] = list(plugins.loaded())
     measure_and_report(report, workloads, settings.fmt, settings.output, settings.save_to, settings.paper,
+                       view=settings.view,
                        after=lambda: report.environment.update(gpu_after=cuda.gpu_state()) if on_gpu else None)
 
 
@@ -214,15 +348,6 @@ def parse_names(text: str | None, known: list[str], option: str) -> list[str]:
     if not names:
         raise bad(option, f"give at least one of {', '.join(known)}")
     return names
-
-
-def parse_shapes(texts: list[str] | None, default: Iterable[Shape]) -> list[Shape]:
-    if not texts:
-        return list(default)
-    try:
-        return [Shape.parse(t) for text in texts for t in text.split(",")]
-    except ValueError as exc:
-        raise bad("--shape", f"{exc}; give C, H and W as positive integers") from None
 
 
 def parse_ratio(text: str) -> float:
@@ -335,21 +460,22 @@ def _stdout_is_terminal() -> bool:
         return False
 
 
-def write_view(report: Report, fmt: str, output: str | None, paper: bool, saved: Path | None = None) -> bool:
-    """Write the chosen view, rendered whole first, on stdout (no output, or '-') or into ``output``
-    (flopsbench.output: a regular file is replaced in one step, a device, FIFO or symlink written
-    through). A failure is one line on stderr, naming ``saved`` (the JSON kept) if given, and
+def write_view(report: Report, fmt: str, output: str | None, paper: bool, saved: Path | None = None,
+               shown: View = View()) -> bool:
+    """Write the chosen view (its columns and notes as ``shown`` says), rendered whole first, on
+    stdout (no output, or '-') or into ``output`` (flopsbench.output: a regular file is replaced in
+    one step, a device, FIFO or symlink written through). A failure is one line on stderr, naming ``saved`` (the JSON kept) if given, and
     False. A pipe whose reader is gone ends the command quietly with SIGPIPE's status, 141, as
     any Unix tool ends."""
     stderr = Console(stderr=True)
     to_stdout = output is None or output == "-"
     try:
         if to_stdout:
-            view = _Terminal() if _stdout_is_terminal() else io.StringIO()
-            EXPORTERS[fmt](report, view, paper)
-            write_stdout(view.getvalue())
+            stream = _Terminal() if _stdout_is_terminal() else io.StringIO()
+            EXPORTERS[fmt](report, stream, paper, shown)
+            write_stdout(stream.getvalue())
         else:
-            write_text(Path(output), render(report, fmt, paper))
+            write_text(Path(output), render(report, fmt, paper, shown))
     except BrokenPipeError:
         if to_stdout:
             discard_stdout()
@@ -367,9 +493,11 @@ def write_view(report: Report, fmt: str, output: str | None, paper: bool, saved:
 
 
 def measure_and_report(report: Report, workloads: list[Workload], fmt: str, output: str | None,
-                       save: Path | None, paper: bool, after: Callable[[], object] = lambda: None) -> None:
-    """Run every workload with a progress bar on stderr, saving the JSON after each step (a
-    SavedReport, whose name ``save`` plans), then write the chosen view. Ctrl-C keeps what is done,
+                       save: Path | None, paper: bool, after: Callable[[], object] = lambda: None,
+                       view: View = View()) -> None:
+    """Say first whether a pinned core is busy (check_pinned_cores), run every workload with a
+    progress bar on stderr, saving the JSON after each step (a SavedReport, whose name ``save``
+    plans), then write the chosen view (``view``: its columns and notes). Ctrl-C keeps what is done,
     marked incomplete. Exits as ``Report.exit_status`` says (130 interrupted, 1 a row failed), else
     1 if a file could not be written (141 if stdout's reader is gone: write_view)."""
     stderr = Console(stderr=True)
@@ -388,6 +516,7 @@ def measure_and_report(report: Report, workloads: list[Workload], fmt: str, outp
         progress.update(task, advance=1, description=label)
         progress.refresh()
 
+    check_pinned_cores(report, stderr)
     if saved is not None:
         saved.while_measuring(report)  # created now: its name is taken before anything is measured
     with progress:
@@ -398,7 +527,7 @@ def measure_and_report(report: Report, workloads: list[Workload], fmt: str, outp
             pass  # the report stays incomplete
     after()  # e.g. read the GPU's clocks and temperature again
     written = saved.finish(report, paper) if saved is not None else True
-    written = write_view(report, fmt, output, paper, saved.kept if saved is not None else None) and written
+    written = write_view(report, fmt, output, paper, saved.kept if saved is not None else None, view) and written
     for row in report.rows:
         if row.status != "ok":
             stderr.print(Text.assemble((plain_text(row.status), "red"), " ",
@@ -410,3 +539,15 @@ def measure_and_report(report: Report, workloads: list[Workload], fmt: str, outp
     status = signals.exit_status(report.exit_status()) or (0 if written else 1)
     if status:
         raise typer.Exit(status)
+
+
+def check_pinned_cores(report: Report, stderr: Console) -> None:
+    """Before anything is timed, the load of the pinned cores over a short window (flopsbench.busy),
+    kept in the report (environment['pinned_core_load']; its notes say it too); one line on stderr
+    where another process kept one busy."""
+    record = busy.pinned_core_load(report.execution.cores)
+    if record is not None:
+        report.environment["pinned_core_load"] = record
+        line = busy.warning(record)
+        if line:
+            print_line(stderr, f"warning: {line}", style="yellow")

@@ -16,8 +16,10 @@ from rich.console import Console
 
 from flopsbench.cli import app
 from flopsbench.cli.ceilings_cmd import CeilingsFiles, given_ceilings
-from flopsbench.cli.options import (FORMATS, Format, Output, Paper, _stdout_is_terminal, _Terminal, bad,
-                                    check_choice, print_line, validated, write_view)
+from flopsbench.cli.options import (FORMATS, Format, Output, Paper, Verbose, Wide, _stdout_is_terminal, _Terminal,
+                                    bad, check_choice, print_line, validated, write_view)
+from flopsbench.columns import View
+from flopsbench.view_format import view_format
 from flopsbench import validation
 from flopsbench.escaping import plain_text
 from flopsbench.merge import Merged, MergeError, merge
@@ -61,12 +63,14 @@ def _refuse_constant(name: str):
 
 @app.command("report")
 def report_command(
-    files: List[Path] = typer.Argument(..., metavar="FILE...", help="Reports in JSON: from --save, '--format json', "
+    files: List[Path] = typer.Argument(..., metavar="FILE", help="Reports in JSON: from --save, '--format json', "
                                                                     "or 'python -m flopsbench.board'."),
-    fmt: Format = "md",
+    fmt: Format = None,
     output: Output = None,
     paper: Paper = False,
     ceilings: CeilingsFiles = None,
+    wide: Wide = False,
+    verbose: Verbose = False,
     columns: Optional[str] = typer.Option(
         None, "--columns", metavar="LIST",
         help="Merged view: what to show besides each row's name, shape and options, a comma list of "
@@ -87,15 +91,19 @@ def report_command(
     Table 3 for models), rows matched by workload, a column group per device, runtime, protocol and
     machine."""
     check_choice(fmt, FORMATS, "--format")
+    fmt = validated(view_format, fmt, output)
     validated(validation.check_writable, output)
     chosen = None if columns is None else _parse_columns(columns)
     if len(files) == 1 and columns is None and paper_names is None and not labels:
         report = load_report(files[0])
         with given_ceilings(ceilings or [], [report]):  # '% of peak' and 'Bound by' against them
-            written = write_view(report, fmt, output, paper)
+            written = write_view(report, fmt, output, paper, shown=View(wide=wide, verbose=verbose))
     else:
         if ceilings:
             raise bad("--ceilings", "holds one report's rows against a machine's peak; give one FILE with it")
+        for option, given in (("--wide", wide), ("--verbose", verbose)):
+            if given:
+                raise bad(option, "applies to one report's view; a merged view's columns are chosen with --columns")
         labelled = _parse_labels(labels or [], files)
         layout = Layout(chosen, fmt in PAPER_NAMES_BY_DEFAULT if paper_names is None else paper_names, paper)
         reports = [(str(path), load_report(path)) for path in files]
