@@ -128,9 +128,9 @@ def roofline_lines(report: Report, text: Callable[[object], str] = plain_text) -
             f"Patterson, 2009). Ceilings measured {text(ceilings.created_utc)} by 'flopsbench ceilings'"
             f" ({text(ceilings.source) or 'cached'}).",
             *([f"The ceilings differ from this run in {text('; '.join(differences))}."] if differences else []),
-            *([f"{above} row(s) ran above the measured peak: the ceilings were likely measured while other load "
-               "slowed the machine; measure them again when it is idle ('flopsbench ceilings --refresh')."]
-              if above else [])]
+            *([f"{above} row(s) ran above the measured peak: the ceilings were measured at a slower moment of the "
+               "machine (other load, or another hour of a shared VM); measure them again when it is idle "
+               "('flopsbench ceilings --refresh')."] if above else [])]
 
 
 # Columns shown only when some row has a value (older reports, and machines that measure no energy, have none).

@@ -287,24 +287,10 @@ def roofline_figure(reports: Sequence[Report], ceilings: Callable[[Report], Ceil
     ax.set_xlim(x_low, x_high)
     ax.set_ylim(lowest / 1e9 / 2, max(roof.peak_flops_per_s for roof in found) / 1e9 * 2.5)
     _plain_log_axes(ax)
-    figure.draw_without_rendering()  # the axes' final size, for the angle of the sloped roof's label
-    angle = _slope_angle(ax)
     for ident, roof in roofs.items():
         xs = [x_low, roof.ridge_flop_per_byte, x_high]
         ax.plot(xs, [roof.roof(x) / 1e9 for x in xs], color="0.15", linestyle=styles[ident], linewidth=1.1, zorder=1)
         ax.axvline(roof.ridge_flop_per_byte, color="0.5", linestyle=":", linewidth=0.6, zorder=0)
-    # labels: the highest line's above it, the next one's below, and so on (two roofs may lie close)
-    for index, roof in enumerate(sorted(roofs.values(), key=lambda roof: -roof.peak_flops_per_s)):
-        above = index % 2 == 0
-        ax.annotate(f"{roof.peak_flops_per_s / 1e9:.3g} GFLOPS ({plain_text(roof.peak_kernel)})",
-                    (x_high / 1.1, roof.peak_flops_per_s / 1e9), xytext=(0, 1.5 if above else -1.5),
-                    textcoords="offset points", ha="right", va="bottom" if above else "top", color="0.15")
-    for index, roof in enumerate(sorted(roofs.values(), key=lambda roof: -roof.bandwidth_bytes_per_s)):
-        above, x = index % 2 == 0, x_low * 1.15
-        ax.annotate(f"{roof.bandwidth_bytes_per_s / 1e9:.3g} GB/s ({plain_text(roof.bandwidth_kernel)})",
-                    (x, roof.roof(x) / 1e9), xytext=(-1.5, 1.5) if above else (1.5, -1.5),
-                    textcoords="offset points", ha="left", va="bottom" if above else "top", color="0.15",
-                    rotation=angle, rotation_mode="anchor")
     ax.set_xlabel("arithmetic intensity [FLOP/byte]\n(bytes: what PyTorch's eager kernels read and write)")
     ax.set_ylabel("GFLOPS (FLOPs = multiply-adds)")
     operators_legend = ax.legend([Line2D([], [], linestyle="none", marker="o", color=colors[g], markeredgecolor="black",
@@ -315,18 +301,14 @@ def roofline_figure(reports: Sequence[Report], ceilings: Callable[[Report], Ceil
     handles = [Line2D([], [], color="0.15", linestyle=styles[(roof.peak_flops_per_s, roof.bandwidth_bytes_per_s)],
                       marker=MARKERS[index % len(MARKERS)], markerfacecolor="white", markeredgecolor="black")
                for index, roof in enumerate(found)]
-    figure.legend(handles, [describe(report) for report in reports], loc="outside lower center", ncols=1,
-                  title="roof and points of", handlelength=2.5)
-    ax.set_title("Roofline: measured ceilings ('flopsbench ceilings') and each row", loc="left")
+    # the roofs' numbers go in the legend: on the plot they would lie on the rows' points
+    labels = [f"{describe(report)}\n{roof.peak_flops_per_s / 1e9:.3g} GFLOPS ({plain_text(roof.peak_kernel)}), "
+              f"{roof.bandwidth_bytes_per_s / 1e9:.3g} GB/s ({plain_text(roof.bandwidth_kernel)}), ridge "
+              f"{roof.ridge_flop_per_byte:.2g} FLOP/B" for report, roof in zip(reports, found)]
+    figure.legend(handles, labels, loc="outside lower center", ncols=1, title="roof and points of",
+                  handlelength=2.5)
+    ax.set_title("Roofline: measured ceilings and each row's point", loc="left")
     return figure
-
-
-def _slope_angle(ax) -> float:
-    """The angle on the page of a line of slope 1 on the log-log axes (the bandwidth roof)."""
-    x0, x1 = ax.get_xlim()
-    y0, y1 = ax.get_ylim()
-    box = ax.get_window_extent()
-    return math.degrees(math.atan2(box.height / math.log10(y1 / y0), box.width / math.log10(x1 / x0)))
 
 
 def _group(row: Row) -> str:
@@ -412,7 +394,7 @@ def histogram_figure(report: Report, number: int):
     shown = [(index, values) for index, values in enumerate(rounds, 1) if len(values)]
     colors = _colors([str(index) for index, _ in shown])
     ax.hist([values for _, values in shown], bins=edges, stacked=True, color=[colors[str(i)] for i, _ in shown],
-            label=[f"round {index}: {len(values)}" for index, values in shown], zorder=2)
+            label=[f"round {index}: {len(values)} samples" for index, values in shown], zorder=2)
     median, low, high = (value * 1e3 for value in _interval(row))
     ax.axvspan(low, high, color="0.6", alpha=0.35, linewidth=0, zorder=1, label="95 % CI of the median")
     ax.axvline(median, color="black", linewidth=0.9, zorder=3, label=f"median {median:.4g} ms")

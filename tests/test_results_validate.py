@@ -21,7 +21,8 @@ def test_results_holds_reports():
     assert len(COMMITTED) >= 10, COMMITTED  # the glob finds them (a test over none would pass)
 
 
-OTHER_DOCUMENTS = ("flopsbench.claims", "flopsbench.merged", "flopsbench.compare")  # derived from reports
+OTHER_DOCUMENTS = ("flopsbench.claims", "flopsbench.merged", "flopsbench.compare",  # derived from reports
+                   "flopsbench.ceilings")  # a machine's measured peaks (flopsbench ceilings)
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=[path.name for path in COMMITTED])
