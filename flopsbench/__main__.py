@@ -3,6 +3,7 @@ SIGTERM during them ends the command with one line and exit 130, not an import t
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -10,8 +11,10 @@ def main() -> None:
     try:
         from flopsbench.cli import main as cli
     except KeyboardInterrupt:
-        print("flopsbench: interrupted while starting; nothing was measured", file=sys.stderr)
-        sys.exit(130)
+        print("flopsbench: interrupted while starting; nothing was measured", file=sys.stderr, flush=True)
+        # Not sys.exit: an interrupt that landed in code torch's import runs through PyRun_String
+        # marks the interpreter to kill itself with SIGINT at exit (status -2), whatever we return.
+        os._exit(130)
     cli()
 
 
