@@ -30,7 +30,6 @@ the report could not be written (one line), 2 a user error (one line on stderr),
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 
 from flopsbench import rounds, signals, validation
 from flopsbench.backends import backend_for
+from flopsbench.checksum import sha256
 from flopsbench.constants import METADATA_KEY, device_name
 from flopsbench.environment import capture_environment
 from flopsbench.ort_runtime import OPT_LEVELS, make_session
@@ -268,14 +268,6 @@ def _size(n: int) -> str:
     """1 << 40 -> '1 TiB'."""
     unit = max((u for u in range(7) if n >= 1024 ** u), default=0)
     return f"{n / 1024 ** unit:.3g} {('B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB')[unit]}"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def make_row(path: Path, metadata: dict | None, shape: list[int], missing: str | None) -> Row:

@@ -19,6 +19,7 @@ import onnx
 import torch
 
 from flopsbench import __version__, validation
+from flopsbench.checksum import sha256
 from flopsbench.constants import METADATA_KEY, cache_root
 from flopsbench.output import staged, write_text
 from flopsbench.ort_runtime import check_outputs
@@ -110,7 +111,7 @@ def cached_export(module: torch.nn.Module, x: torch.Tensor, metadata: dict | Non
     if path.exists() and problem is None:
         return CachedExport(path, True)
     export(module, x, path, metadata)
-    write_text(path.with_suffix(".json"), json.dumps({"bytes": path.stat().st_size, "sha256": _sha256(path)}))
+    write_text(path.with_suffix(".json"), json.dumps({"bytes": path.stat().st_size, "sha256": sha256(path)}))
     return CachedExport(path, False, problem)
 
 
@@ -127,17 +128,9 @@ def _cache_problem(path: Path) -> str | None:
         return "its checksum record was unreadable (wrong types)"
     if path.stat().st_size != size:
         return f"the cached file had {path.stat().st_size} bytes instead of {size}"
-    if _sha256(path) != digest:
+    if sha256(path) != digest:
         return "the cached file's sha256 did not match its record"
     return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_metadata(path: Path) -> dict | None:

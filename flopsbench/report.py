@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 
 from flopsbench import __version__
 from flopsbench.spec import FLOP_CONVENTION, Execution, Workload
-from flopsbench.output import write_text as write_atomically  # noqa: F401 -- the old name, while callers move
 from flopsbench.stats import Stats, summarize
 
 SCHEMA_VERSION = 1

@@ -97,18 +97,25 @@ def _unescaped_pipes(line: str) -> int:
     return len(re.findall(r"(?<!\\)\|", line))
 
 
+def markdown_tokens(md: str) -> list:
+    """A real Markdown parser's tokens of ``md``, asserting it found no heading, link, image, HTML,
+    rule or code block: report text must never become Markdown structure."""
+    markdown_it = pytest.importorskip("markdown_it")
+    tokens = markdown_it.MarkdownIt("commonmark").enable("table").parse(md)
+    kinds = {token.type for token in tokens} | {child.type for token in tokens for child in token.children or []}
+    assert not kinds & {"heading_open", "link_open", "image", "html_inline", "html_block", "hr", "code_block"}
+    return tokens
+
+
 @CASES
 @DEVICES
 def test_markdown_keeps_its_structure(text, device):
-    markdown_it = pytest.importorskip("markdown_it")
     report = hostile_report(text, device)
     md = render(report, "md")
     tables = re.split(r"\n(?!\|)", md)  # each table: a run of lines starting with '|'
     for table in (t for t in tables if t.startswith("|")):
         assert len({_unescaped_pipes(line) for line in table.splitlines()}) == 1, table
-    tokens = markdown_it.MarkdownIt("commonmark").enable("table").parse(md)
-    kinds = {token.type for token in tokens} | {child.type for token in tokens for child in token.children or []}
-    assert not kinds & {"heading_open", "link_open", "image", "html_inline", "html_block", "hr", "code_block"}
+    tokens = markdown_tokens(md)
     assert sum(token.type == "table_open" for token in tokens) == 2  # the rows' and the breakdown's
     assert sum(token.type == "list_item_open" for token in tokens) == len(note_lines(report))
     assert markdown_text(text) in md  # shown, escaped, not dropped

@@ -19,14 +19,12 @@ from flopsbench import __version__, validation
 from flopsbench.claims import (DEVICE_NAMES, KINDS, Check, Claim, Source, Value, evaluate,
                                paper_claims)
 from flopsbench.cli import app
-from flopsbench.cli.options import (FORMATS, Format, Output, _stdout_is_terminal, _Terminal, check_choice, print_line,
-                                    validated)
+from flopsbench.cli.options import (FORMATS, Format, Output, check_choice, validated, write_output)
 from flopsbench.cli.report_cmd import load_report
 from flopsbench.view_format import view_format
 from flopsbench.compare import CONFIDENCE, MIN_SAMPLES, RESAMPLES, SEED
 from flopsbench.escaping import csv_text, latex_text, markdown_text, plain_text
 from flopsbench.exporters import _fmt
-from flopsbench.output import PIPE_STATUS, discard_stdout, reason, write_stdout, write_text
 
 RULE_NOTE = (f"Verdicts. Timed claims: the ratio of the medians with its {CONFIDENCE:.0%} bootstrap interval "
              f"({RESAMPLES:,} resamples of each row's raw samples, seed {SEED}); 'holds' when the whole interval lies "
@@ -56,35 +54,10 @@ def claims_command(
     validated(validation.check_writable, output)
     sources = [Source(str(path), load_report(path)) for path in files]
     checks = evaluate(paper_claims(), sources)
-    if not write_view(checks, sources, fmt, output):
+    if not write_output(lambda stream: VIEWS[fmt](checks, sources, stream), output, "flopsbench claims"):
         raise typer.Exit(1)
 
 
-def write_view(checks: list[Check], sources: list[Source], fmt: str, output: str | None) -> bool:
-    """The view on stdout (no output, or '-') or in ``output``, as options.write_view writes a
-    report's (flopsbench.output); a failure is one line on stderr and False, a pipe whose reader is
-    gone exits quietly with SIGPIPE's status."""
-    to_stdout = output is None or output == "-"
-    try:
-        if to_stdout:
-            view = _Terminal() if _stdout_is_terminal() else io.StringIO()
-            VIEWS[fmt](checks, sources, view)
-            write_stdout(view.getvalue())
-        else:
-            write_text(Path(output), render(checks, sources, fmt))
-    except BrokenPipeError:
-        if to_stdout:
-            discard_stdout()
-        raise typer.Exit(PIPE_STATUS) from None
-    except OSError as exc:
-        if to_stdout:
-            discard_stdout()
-        where = "to stdout" if to_stdout else output
-        print_line(Console(stderr=True), f"flopsbench claims: error: cannot write {where} ({reason(exc)})")
-        return False
-    if not to_stdout:
-        print_line(Console(stderr=True), f"wrote {output}")
-    return True
 
 
 # --- views ----------------------------------------------------------------------------------------------

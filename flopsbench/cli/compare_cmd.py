@@ -17,8 +17,7 @@ from rich.console import Console
 
 from flopsbench import __version__, validation
 from flopsbench.cli import app
-from flopsbench.cli.options import (FORMATS, Format, Output, _stdout_is_terminal, _Terminal, bad, check_choice,
-                                    print_line, validated)
+from flopsbench.cli.options import FORMATS, Format, Output, bad, check_choice, validated, write_output
 from flopsbench.cli.report_cmd import load_report
 from flopsbench.view_format import view_format
 from flopsbench.compare import (ALPHA, CONFIDENCE, MIN_SAMPLES, RESAMPLES, SEED, Comparison, Pair, ProtocolError,
@@ -26,7 +25,6 @@ from flopsbench.compare import (ALPHA, CONFIDENCE, MIN_SAMPLES, RESAMPLES, SEED,
 from flopsbench.escaping import csv_text, markdown_text, plain_text
 from flopsbench.exporters import (_fmt, _latex_table, _markdown_table, _params_label, _rich_table,
                                   _with_intervals)
-from flopsbench.output import PIPE_STATUS, discard_stdout, reason, write_stdout, write_text
 from flopsbench.paper import precision_label
 from flopsbench.report import Report, Row
 
@@ -62,7 +60,7 @@ def compare_command(
     except ProtocolError as exc:
         raise bad("NEW", f"{plain_text(new)} is not a run of {plain_text(base)}'s protocol: {exc}; "
                          "compare runs of the same protocol") from None
-    written = write_view(comparison, fmt, output, threshold)
+    written = write_output(lambda stream: VIEWS[fmt](comparison, stream, threshold), output, "flopsbench compare")
     regressions = [] if threshold is None else comparison.regressions(threshold)
     for pair in regressions:
         typer.echo(f"flopsbench compare: {_where(pair)} is significantly slower by more than {_percent(threshold)}: "
@@ -71,31 +69,6 @@ def compare_command(
         raise typer.Exit(1)
 
 
-def write_view(comparison: Comparison, fmt: str, output: str | None, threshold: float | None) -> bool:
-    """The view on stdout (no output, or '-') or in ``output``, as options.write_view writes a
-    report's (flopsbench.output); a failure is one line on stderr and False, a pipe whose reader is
-    gone exits quietly with SIGPIPE's status."""
-    to_stdout = output is None or output == "-"
-    try:
-        if to_stdout:
-            view = _Terminal() if _stdout_is_terminal() else io.StringIO()
-            VIEWS[fmt](comparison, view, threshold)
-            write_stdout(view.getvalue())
-        else:
-            write_text(Path(output), render(comparison, fmt, threshold))
-    except BrokenPipeError:
-        if to_stdout:
-            discard_stdout()
-        raise typer.Exit(PIPE_STATUS) from None
-    except OSError as exc:
-        if to_stdout:
-            discard_stdout()
-        where = "to stdout" if to_stdout else output
-        print_line(Console(stderr=True), f"flopsbench compare: error: cannot write {where} ({reason(exc)})")
-        return False
-    if not to_stdout:
-        print_line(Console(stderr=True), f"wrote {output}")
-    return True
 
 
 def parse_percentage(text: str, option: str) -> float:

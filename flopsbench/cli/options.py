@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Callable, Iterable, Optional, get_type_hints
+from typing import Annotated, Callable, Iterable, Optional, TextIO, get_type_hints
 
 import typer
 from rich.console import Console
@@ -460,22 +460,23 @@ def _stdout_is_terminal() -> bool:
         return False
 
 
-def write_view(report: Report, fmt: str, output: str | None, paper: bool, saved: Path | None = None,
-               shown: View = View()) -> bool:
-    """Write the chosen view (its columns and notes as ``shown`` says), rendered whole first, on
-    stdout (no output, or '-') or into ``output`` (flopsbench.output: a regular file is replaced in
-    one step, a device, FIFO or symlink written through). A failure is one line on stderr, naming ``saved`` (the JSON kept) if given, and
-    False. A pipe whose reader is gone ends the command quietly with SIGPIPE's status, 141, as
-    any Unix tool ends."""
+def write_output(draw: Callable[[TextIO], object], output: str | None, command: str = "flopsbench",
+                 saved: Path | None = None) -> bool:
+    """The view ``draw`` writes to a stream, rendered whole first, on stdout (no output, or '-';
+    as a terminal when stdout is one) or into ``output`` (flopsbench.output: a regular file is
+    replaced in one step, a device, FIFO or symlink written through). A failure is one line on
+    stderr, prefixed with ``command`` and naming ``saved`` (the JSON kept) if given, and False. A
+    pipe whose reader is gone ends the command quietly with SIGPIPE's status, 141, as any Unix
+    tool ends. Every command's views are written by this one function."""
     stderr = Console(stderr=True)
     to_stdout = output is None or output == "-"
     try:
+        stream = _Terminal() if to_stdout and _stdout_is_terminal() else io.StringIO()
+        draw(stream)
         if to_stdout:
-            stream = _Terminal() if _stdout_is_terminal() else io.StringIO()
-            EXPORTERS[fmt](report, stream, paper, shown)
             write_stdout(stream.getvalue())
         else:
-            write_text(Path(output), render(report, fmt, paper, shown))
+            write_text(Path(output), stream.getvalue())
     except BrokenPipeError:
         if to_stdout:
             discard_stdout()
@@ -484,12 +485,18 @@ def write_view(report: Report, fmt: str, output: str | None, paper: bool, saved:
         if to_stdout:
             discard_stdout()
         kept = f"; the report is saved in {saved}" if saved else ""
-        print_line(stderr, f"flopsbench: error: cannot write {'to stdout' if to_stdout else output} "
+        print_line(stderr, f"{command}: error: cannot write {'to stdout' if to_stdout else output} "
                            f"({reason(exc)}){kept}")
         return False
     if not to_stdout:
         print_line(stderr, f"wrote {output}")
     return True
+
+
+def write_view(report: Report, fmt: str, output: str | None, paper: bool, saved: Path | None = None,
+               shown: View = View()) -> bool:
+    """A report's chosen view (its columns and notes as ``shown`` says), written by write_output."""
+    return write_output(lambda stream: EXPORTERS[fmt](report, stream, paper, shown), output, saved=saved)
 
 
 def measure_and_report(report: Report, workloads: list[Workload], fmt: str, output: str | None,

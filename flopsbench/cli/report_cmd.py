@@ -6,25 +6,22 @@ cross-device layouts (flopsbench.merge, flopsbench.merged_views)."""
 from __future__ import annotations
 
 import fnmatch
-import io
 import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
 from flopsbench.cli import app
 from flopsbench.cli.ceilings_cmd import CeilingsFiles, given_ceilings
-from flopsbench.cli.options import (FORMATS, Format, Output, Paper, Verbose, Wide, _stdout_is_terminal, _Terminal,
-                                    bad, check_choice, print_line, validated, write_view)
+from flopsbench.cli.options import (FORMATS, Format, Output, Paper, Verbose, Wide, bad, check_choice, validated,
+                                    write_output, write_view)
 from flopsbench.columns import View
 from flopsbench.view_format import view_format
 from flopsbench import validation
 from flopsbench.escaping import plain_text
-from flopsbench.merge import Merged, MergeError, merge
-from flopsbench.merged_views import COLUMN_CHOICES, VIEWS, Layout, render
-from flopsbench.output import PIPE_STATUS, discard_stdout, reason, write_stdout, write_text
+from flopsbench.merge import MergeError, merge
+from flopsbench.merged_views import COLUMN_CHOICES, VIEWS, Layout
 from flopsbench.report import SCHEMA_VERSION, Report
 from flopsbench.schema_versions import NewerSchemaError
 
@@ -111,7 +108,7 @@ def report_command(
             merged = merge(reports, labelled)
         except MergeError as exc:
             raise bad("FILE", plain_text(exc)) from None
-        written = _write_merged(merged, fmt, output, layout)
+        written = write_output(lambda stream: VIEWS[fmt](merged, stream, layout), output)
     if not written:
         raise typer.Exit(1)
 
@@ -142,28 +139,3 @@ def _parse_labels(labels: list[str], files: list[Path]) -> dict[str, str]:
     return labelled
 
 
-def _write_merged(merged: Merged, fmt: str, output: str | None, layout: Layout) -> bool:
-    """The merged view on stdout (no output, or '-') or in ``output``, as options.write_view writes a
-    report's; a failure is one line on stderr and False, a pipe whose reader is gone exits quietly
-    with SIGPIPE's status."""
-    to_stdout = output is None or output == "-"
-    stderr = Console(stderr=True)
-    try:
-        if to_stdout:
-            view = _Terminal() if _stdout_is_terminal() else io.StringIO()
-            VIEWS[fmt](merged, view, layout)
-            write_stdout(view.getvalue())
-        else:
-            write_text(Path(output), render(merged, fmt, layout))
-    except BrokenPipeError:
-        if to_stdout:
-            discard_stdout()
-        raise typer.Exit(PIPE_STATUS) from None
-    except OSError as exc:
-        if to_stdout:
-            discard_stdout()
-        print_line(stderr, f"flopsbench: error: cannot write {'to stdout' if to_stdout else output} ({reason(exc)})")
-        return False
-    if not to_stdout:
-        print_line(stderr, f"wrote {output}")
-    return True
