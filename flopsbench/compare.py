@@ -3,32 +3,44 @@
 Rows pair by workload identity (flopsbench.identity), never by position; a row of one report
 only is listed as such, and a row either side could not time is listed with its status. Reports
 of different protocols (device, runtime, batch, threads, precision, speed options, the layers
-stacked per operator, ops against model) are refused, the differences named. For each pair:
+stacked per operator, ops against model) are refused, the differences named.
 
-- **the ratio of medians** NEW / BASE (below 1: NEW is faster), with a 95 % bootstrap percentile
-  interval: each side's raw samples resampled 2,000 times, the ratio of the two resampled medians
-  taken each time (Efron and Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13; they
-  ask for 1,000 or more resamples for percentile intervals), each resampled median drawn from its
-  order-statistic distribution rather than from a built resample (_resampled_medians). It assumes
-  nothing of the samples' distribution, which for timings is skewed, with a slow tail. numpy's
-  generator is seeded (0), so the same two reports always give the same interval.
-- **the Mann-Whitney U test** on the raw samples, two-sided (Mann and Whitney, 1947), in its normal
-  approximation with the corrections for ties (timers quantise) and for continuity, as
-  scipy.stats.mannwhitneyu's 'asymptotic' method computes it (here in numpy: flopsbench does not
-  depend on scipy). It compares ranks, so the outliers a busy machine adds do not sway it as they
-  sway a t-test on means (pyperf's compare_to), and it asks no normal distribution of timings.
-- **the verdict**: faster or slower only when the test gives p < 0.05 *and* the ratio's interval
-  excludes 1: the test alone also answers to a change in the spread or the tail that leaves the
-  medians where they were, and the percentile interval alone is only approximate where samples
-  are few or tied (the resampled median then takes few values). Otherwise 'no significant
-  change'. Both need 8 samples a side: below that the normal approximation is coarse, and the
-  median's own interval (stats.median_ci) needs 8 as well.
+A row's samples are not independent of each other: those of one timing round share its fresh
+worker process (memory layout, the machine's state at the time), which moves them together, so
+their spread within a round understates the spread from one process, or one run, to the next.
+The rounds (``row.round_sizes``) are the independent units, and both the interval and the test
+work on them (Kalibera and Jones, "Rigorous benchmarking in reasonable time", ISMM 2013: resample
+at every level of the experiment, process runs first). For each pair:
 
-Neither sees more than the spread within each run. A run's samples share its processes' memory
-layouts and the machine's state at the time, which move a row from one run to the next (README,
-'Performance of the harness'), so a change of a few per cent is worth a repeated pair of runs.
-A regression for ``--fail-above`` follows asv's rule (``asv continuous --factor``): significantly
-slower, and slower by more than the threshold (ratio > 1 + threshold)."""
+- **the ratio of medians** NEW / BASE (below 1: NEW is faster), with a 95 % percentile interval
+  from a **hierarchical bootstrap** (Saravanan, Berman and Sober, "Application of the hierarchical
+  bootstrap to multi-level data in neuroscience", NBDT 2020): 2,000 times, each side's rounds are
+  drawn with replacement, then each drawn round's samples with replacement, and the ratio of the
+  two sides' pooled medians is taken (hierarchical_medians draws each pooled median without
+  building the resample). Resampling within rounds as well counts the within-round spread twice,
+  so the interval errs wide, towards no verdict (Davison and Hinkley, *Bootstrap Methods and their
+  Application*, 1997, sec. 3.8; Saravanan et al. found it conservative). It assumes nothing of the
+  distribution, which for timings is skewed, with a slow tail. numpy's generator is seeded (0), so
+  the same two reports always give the same interval.
+- **the Mann-Whitney U test on the rounds' medians**, two-sided (Mann and Whitney, 1947): one value
+  per round, so its error rate holds where rounds are independent, however alike the samples of a
+  round are. Exact (every split of the pooled medians into the two sides' counts, ties at their mean
+  rank) up to 50 rounds in all; beyond, the normal approximation with the corrections for ties and
+  continuity, as scipy.stats.mannwhitneyu's 'asymptotic' method (here in numpy: flopsbench does not
+  depend on scipy). Ranks, so a round a busy machine slowed sways it no more than any other.
+- **the verdict**: faster or slower only when the test gives p < 0.05 *and* the interval excludes 1:
+  the test alone also answers to a change in the rounds' spread that leaves the medians where they
+  were, and the percentile interval alone is too narrow where rounds are few. Otherwise 'no
+  significant change'. A verdict needs 8 samples a side (fewer: the resampled median takes few
+  values) and 4 rounds a side: the exact test of 3 rounds against 3 (or 4) cannot reach p < 0.05
+  (its smallest p is 2/20, or 2/35); 4 against 4 can (2/70). A row with fewer rounds ('too few
+  rounds') shows the ratio alone. A row whose round sizes are missing (an older report) or unusable
+  (not counts adding up to its samples) counts its samples as one round, and its reason says so.
+
+The rounds of one run spread over that run's time only: a machine slower on the whole, from one
+run to the next, looks like a change, so a change of a few per cent is worth a repeated pair of
+runs. A regression for ``--fail-above`` follows asv's rule (``asv continuous --factor``):
+significantly slower, and slower by more than the threshold (ratio > 1 + threshold)."""
 
 from __future__ import annotations
 
@@ -47,10 +59,13 @@ ALPHA = 0.05  # significance level of the test
 CONFIDENCE = 0.95  # of the ratio's interval
 RESAMPLES = 2_000
 SEED = 0
-MIN_SAMPLES = 8  # a side, for the test and the interval
+MIN_SAMPLES = 8  # a side, for a verdict: with fewer, the resampled median takes few values
+MIN_ROUNDS = 4  # a side, for a verdict: the fewest with which the exact test can reach p < ALPHA (2/70)
+EXACT_MAX_ROUNDS = 50  # in all; the exact test above them would be slow, the normal approximation is close
 
 FASTER, SLOWER, NO_CHANGE = "faster", "slower", "no significant change"
-TOO_FEW, NOT_COMPARED, ONLY_BASE, ONLY_NEW = "too few samples", "not compared", "only in BASE", "only in NEW"
+TOO_FEW, TOO_FEW_ROUNDS = "too few samples", "too few rounds"
+NOT_COMPARED, ONLY_BASE, ONLY_NEW = "not compared", "only in BASE", "only in NEW"
 
 
 class ProtocolError(ValueError):
@@ -68,7 +83,7 @@ class Pair:
     reason: str | None = None
     ratio: float | None = None  # NEW median / BASE median
     ratio_ci: tuple[float, float] | None = None
-    p_value: float | None = None
+    p_value: float | None = None  # of the test on the rounds' medians
 
     @property
     def workload(self) -> Workload:
@@ -133,7 +148,8 @@ def layer_differences(pairs: list[tuple[Row | None, Row | None]]) -> list[str]:
 
 
 def compare_rows(base: Row | None, new: Row | None) -> Pair:
-    """The ratio of the medians, its interval, the test and the verdict, where both rows were timed."""
+    """The ratio of the medians, its hierarchical interval, the test on the rounds' medians and the
+    verdict, where both rows were timed with enough samples and rounds."""
     if base is None or new is None:
         return Pair(base, new, ONLY_NEW if base is None else ONLY_BASE)
     untimed = [_untimed(side, row) for side, row in (("BASE", base), ("NEW", new)) if _untimed(side, row)]
@@ -147,13 +163,24 @@ def compare_rows(base: Row | None, new: Row | None) -> Pair:
     if fewest < MIN_SAMPLES:
         return Pair(base, new, TOO_FEW, f"{fewest} samples; the test and the interval need {MIN_SAMPLES} a side",
                     ratio=ratio)
-    interval = ratio_interval(base.samples_s, new.samples_s)
-    p_value = mann_whitney_p(base.samples_s, new.samples_s)
+    (base_rounds, base_note), (new_rounds, new_note) = split_rounds(base, "BASE"), split_rounds(new, "NEW")
+    notes = [note for note in (base_note, new_note) if note]
+    if min(len(base_rounds), len(new_rounds)) < MIN_ROUNDS:
+        counts = f"{_rounds_text(len(base_rounds))} in BASE, {_rounds_text(len(new_rounds))} in NEW"
+        return Pair(base, new, TOO_FEW_ROUNDS, "; ".join(notes + [
+            f"{counts}; the test on the rounds' medians needs {MIN_ROUNDS} a side (--rounds {MIN_ROUNDS} or more, "
+            "and --stop-ci 0 so that no row stops after 2)"]), ratio=ratio)
+    interval = hierarchical_ratio_interval(base_rounds, new_rounds)
+    p_value = rank_test_p([float(np.median(r)) for r in base_rounds], [float(np.median(r)) for r in new_rounds])
     verdict = NO_CHANGE
     if p_value < ALPHA and interval is not None and not interval[0] <= 1 <= interval[1]:
         verdict = SLOWER if interval[0] > 1 else FASTER
     reason = None if interval is not None else "no interval: BASE's median is 0 s in some resamples"
     return Pair(base, new, verdict, reason, ratio, interval, p_value)
+
+
+def _rounds_text(count: int) -> str:
+    return f"{count} round{'s' * (count != 1)}"
 
 
 def _untimed(side: str, row: Row) -> str | None:
@@ -163,10 +190,116 @@ def _untimed(side: str, row: Row) -> str | None:
     return None if row.samples_s else f"{side} has no samples"
 
 
+def split_rounds(row: Row, side: str) -> tuple[list[np.ndarray], str | None]:
+    """The row's samples by timing round (rounds that timed none left out), and None; or, where its
+    round sizes are missing or are not counts adding up to its samples, all of them as one round
+    and a note that says so."""
+    samples = np.asarray(row.samples_s, dtype=float)
+    sizes = row.round_sizes
+    if (isinstance(sizes, (list, tuple)) and sizes
+            and all(isinstance(size, int) and not isinstance(size, bool) and size >= 0 for size in sizes)
+            and sum(sizes) == len(samples)):
+        return [part for part in np.split(samples, np.cumsum(sizes)[:-1]) if len(part)], None
+    why = "no round sizes (an older report?)" if isinstance(sizes, (list, tuple)) and not sizes else (
+        f"round sizes that are not counts adding up to its {len(samples)} samples")
+    return [samples], f"{side} has {why}: its samples count as one round"
+
+
+def hierarchical_ratio_interval(base: list[np.ndarray], new: list[np.ndarray], confidence: float = CONFIDENCE,
+                                resamples: int = RESAMPLES, seed: int = SEED) -> tuple[float, float] | None:
+    """The hierarchical bootstrap percentile interval of median(new) / median(base), each side given
+    as its rounds' samples: the sides resampled independently ``resamples`` times (hierarchical_medians);
+    None if a resampled BASE median is 0."""
+    rng = np.random.default_rng(seed)
+    base_medians = hierarchical_medians(base, resamples, rng)
+    new_medians = hierarchical_medians(new, resamples, rng)
+    if not (base_medians > 0).all():
+        return None
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(new_medians / base_medians, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def hierarchical_medians(rounds: list[np.ndarray], resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """The pooled medians of ``resamples`` two-level bootstrap resamples of ``rounds`` (non-empty
+    arrays): as many rounds as there are drawn with replacement, then each drawn round's size in
+    samples drawn from it with replacement. Drawn without building the resamples, at a cost that
+    grows with log(samples), not samples: a round drawn c times gives c·size uniform draws of its
+    samples, and the k-th smallest of all draws is found by halving the sorted samples' ranks,
+    splitting each round's draws in the current range between its halves by a binomial draw
+    (given how many fell in the range, each falls in the lower half with the share of the round's
+    samples there). An even count's median, the mean of the middle two, follows both ranks, one
+    split while they share a range. The same distribution as np.median of resamples drawn index by index."""
+    sizes = np.array([len(part) for part in rounds])
+    values = np.concatenate(rounds)
+    order = np.argsort(values, kind="stable")
+    ordered, n, count = values[order], len(values), len(rounds)
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    # each sample as round·n + its rank, sorted: searching for r·n + i counts round r's samples ranked below i
+    keys, starts = np.sort(np.repeat(np.arange(count), sizes) * n + rank), np.cumsum(sizes) - sizes
+
+    draws = rng.multinomial(count, np.full(count, 1 / count), size=resamples) * sizes  # (resamples, count)
+    total = draws.sum(axis=1)
+    # the two middle ranks (from 1; one for an odd total), each with its range of ranks [low, high), each
+    # round's samples ranked below low and high, and each round's draws in the range
+    target = np.stack([(total + 1) // 2, total // 2 + 1])
+    low, high = np.zeros((2, resamples), np.int64), np.full((2, resamples), n)
+    at_low, at_high = np.zeros((2, resamples, count), np.int64), np.broadcast_to(sizes, (2, resamples, count))
+    inside = np.stack([draws, draws])
+
+    def split(which: int, rows, mid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each round's samples ranked below mid, and how many of its draws in the range fall there."""
+        at_mid = np.searchsorted(keys, np.arange(count) * n + mid[which, rows, None]) - starts
+        span = at_high[which, rows] - at_low[which, rows]
+        share = np.divide(at_mid - at_low[which, rows], span, out=np.zeros(span.shape), where=span > 0)
+        return at_mid, rng.binomial(inside[which, rows], share)
+
+    for _ in range((n - 1).bit_length()):
+        mid = (low + high) // 2
+        at_mid, lower = np.empty_like(at_low), np.empty_like(inside)
+        at_mid[0], lower[0] = split(0, slice(None), mid)
+        at_mid[1], lower[1] = at_mid[0], lower[0]  # one split of the draws while both ranks share a range
+        apart = (low[0] != low[1]) | (high[0] != high[1])
+        if apart.any():
+            at_mid[1, apart], lower[1, apart] = split(1, apart, mid)
+        in_lower = lower.sum(axis=-1)
+        go_low = target <= in_lower
+        low, high = np.where(go_low, low, mid), np.where(go_low, mid, high)
+        at_low, at_high = np.where(go_low[..., None], at_low, at_mid), np.where(go_low[..., None], at_mid, at_high)
+        inside = np.where(go_low[..., None], lower, inside - lower)
+        target = np.where(go_low, target, target - in_lower)
+    return (ordered[low[0]] + ordered[low[1]]) / 2
+
+
+def rank_test_p(x: list[float], y: list[float]) -> float:
+    """Two-sided p-value of the Mann-Whitney U test of x against y, exact for up to EXACT_MAX_ROUNDS
+    values in all: the share of the splits of the pooled values into groups of len(x) and len(y)
+    whose rank sum (tied values at their mean rank) lies as far from its mean as x's or farther,
+    counted by a knapsack over the values (Mann and Whitney, 1947). Beyond, mann_whitney_p."""
+    if len(x) + len(y) > EXACT_MAX_ROUNDS:
+        return mann_whitney_p(x, y)
+    if not len(x) or not len(y):
+        raise ValueError("the test needs a sample on each side")
+    m, n = len(x), len(x) + len(y)
+    _, group, ties = np.unique(np.concatenate([np.asarray(x, float), np.asarray(y, float)]),
+                               return_inverse=True, return_counts=True)
+    doubled = (2 * np.cumsum(ties) - ties + 1)[group]  # twice each value's mean rank: integers
+    top = int(doubled.sum())
+    ways = np.zeros((m + 1, top + 1))  # ways[k, s]: groups of k values whose doubled ranks sum to s
+    ways[0, 0] = 1
+    for r in doubled:
+        ways[1:, r:] = ways[1:, r:] + ways[:-1, :top + 1 - r]
+    distance = np.abs(np.arange(top + 1) - m * (n + 1))  # from the mean doubled rank sum, m(n + 1)
+    observed = abs(int(doubled[:m].sum()) - m * (n + 1))
+    return float(ways[m, distance >= observed].sum() / ways[m].sum())
+
+
 def ratio_interval(base: list[float], new: list[float], confidence: float = CONFIDENCE,
                    resamples: int = RESAMPLES, seed: int = SEED) -> tuple[float, float] | None:
-    """The bootstrap percentile interval of median(new) / median(base): the two sides resampled
-    independently ``resamples`` times; None if a resampled BASE median is 0."""
+    """The bootstrap percentile interval of median(new) / median(base), every sample taken as
+    independent (claims uses it): the two sides resampled independently ``resamples`` times; None if
+    a resampled BASE median is 0."""
     rng = np.random.default_rng(seed)
     base_medians = _resampled_medians(np.asarray(base, dtype=float), resamples, rng)
     new_medians = _resampled_medians(np.asarray(new, dtype=float), resamples, rng)

@@ -20,23 +20,23 @@ from flopsbench.cli import app
 from flopsbench.cli.options import FORMATS, Format, Output, bad, check_choice, validated, write_output
 from flopsbench.cli.report_cmd import load_report
 from flopsbench.view_format import view_format
-from flopsbench.compare import (ALPHA, CONFIDENCE, MIN_SAMPLES, RESAMPLES, SEED, Comparison, Pair, ProtocolError,
-                                compare_reports)
+from flopsbench.compare import (ALPHA, CONFIDENCE, EXACT_MAX_ROUNDS, MIN_ROUNDS, MIN_SAMPLES, RESAMPLES, SEED,
+                                Comparison, Pair, ProtocolError, compare_reports)
 from flopsbench.escaping import csv_text, markdown_text, plain_text
 from flopsbench.exporters import (_fmt, _latex_table, _markdown_table, _params_label, _rich_table,
                                   _with_intervals)
 from flopsbench.paper import precision_label
 from flopsbench.report import Report, Row
 
-RATIO_NOTE = (f"NEW / BASE: the ratio of the medians (below 1: NEW is faster) with its {CONFIDENCE:.0%} bootstrap "
-              f"percentile interval ({RESAMPLES:,} resamples of each row's raw samples, seed {SEED}).")
-VERDICT_NOTE = (f"Verdict: faster or slower only when the Mann-Whitney U test on the raw samples finds a difference "
-                f"(two-sided p < {ALPHA}) and the interval excludes 1; otherwise no significant change. The test "
-                f"ranks the samples, so the outliers of a busy machine sway it less than a t-test on means; both "
-                f"need {MIN_SAMPLES} samples a side. Both see only the spread within each run, not the differences "
-                "between runs (memory layout, machine state, the drift warning): repeat both runs before trusting "
-                "a change of a few per cent.")
-
+RATIO_NOTE = (f"NEW / BASE: the ratio of the medians (below 1: NEW is faster) with its {CONFIDENCE:.0%} "
+              f"hierarchical bootstrap percentile interval ({RESAMPLES:,} resamples of each row's timing rounds, then "
+              f"of the samples within each drawn round; seed {SEED}): the rounds, each a fresh worker process, are "
+              "the independent units, not the samples.")
+VERDICT_NOTE = (f"Verdict: faster or slower only when the Mann-Whitney U test on the rounds' medians finds a "
+                f"difference (two-sided p < {ALPHA}; exact for up to {EXACT_MAX_ROUNDS} rounds in all) and the "
+                f"interval excludes 1; otherwise no significant change. A verdict needs {MIN_SAMPLES} samples and "
+                f"{MIN_ROUNDS} rounds a side. The rounds of a run span only that run's time, not the machine's state "
+                "from one run to the next: repeat both runs before trusting a change of a few per cent.")
 
 @app.command("compare")
 def compare_command(
@@ -49,7 +49,7 @@ def compare_command(
                                                   "e.g. 5% (for CI)."),
 ) -> None:
     """Compare two saved reports row by row: the ratio of medians with its interval, and whether NEW is
-    significantly faster or slower (Mann-Whitney U test on the raw samples)."""
+    significantly faster or slower (Mann-Whitney U test on the timing rounds' medians)."""
     check_choice(fmt, FORMATS, "--format")
     fmt = validated(view_format, fmt, output)
     threshold = None if fail_above is None else parse_percentage(fail_above, "--fail-above")
@@ -250,10 +250,12 @@ def export_json(comparison: Comparison, stream: TextIO, threshold: float | None 
         "protocol": {"command": comparison.base.command, "device": ex.device, "runtime": ex.runtime,
                      "batch": ex.batch, "threads": ex.threads, "dtype": ex.dtype,
                      "precision": precision_label(ex), "runtime_options": dict(ex.runtime_options)},
-        "method": {"ratio": "median(NEW) / median(BASE)", "interval": "bootstrap percentile",
+        "method": {"ratio": "median(NEW) / median(BASE)",
+                   "interval": "hierarchical bootstrap percentile: timing rounds, then samples within each",
                    "confidence": CONFIDENCE, "resamples": RESAMPLES, "seed": SEED,
-                   "test": "Mann-Whitney U, two-sided, normal approximation with tie and continuity corrections",
-                   "alpha": ALPHA, "min_samples": MIN_SAMPLES,
+                   "test": f"Mann-Whitney U on the rounds' medians, two-sided, exact up to {EXACT_MAX_ROUNDS} rounds "
+                           "in all, else the normal approximation with tie and continuity corrections",
+                   "alpha": ALPHA, "min_samples": MIN_SAMPLES, "min_rounds": MIN_ROUNDS,
                    "verdict": "faster or slower when p < alpha and the interval excludes 1"},
         "fail_above": threshold,
         "rows": [{"workload": pair.workload.to_dict(), "verdict": pair.verdict, "reason": pair.reason,

@@ -130,7 +130,7 @@ Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Under the table,
                                                                "(default: one line per cause).")]
 Plugins = Annotated[Optional[list[str]], typer.Option(
     "--plugin", metavar="FILE.py|MODULE", help="Load a plugin first: a Python file or module that registers its "
-    "own operators or models (repeatable; README: 'Your own operators and models'). Installed plugins "
+    "own operators or models (repeatable; see docs/plugins.md). Installed plugins "
     f"(entry points '{plugins.GROUP}') load always.")]
 
 
