@@ -62,6 +62,12 @@ class Source:
     def host(self) -> str:
         return str(self.report.environment.get("hostname"))
 
+    @property
+    def device_name(self) -> str | None:
+        """The device's name in the inventory (``--on NAME``; flopsbench.devices), if it ran on one."""
+        name = self.report.environment.get("device_name")
+        return name if isinstance(name, str) and name else None
+
 
 @dataclass(frozen=True)
 class Column:
@@ -220,9 +226,10 @@ def _refuse_repeats(sources: list[Source]) -> None:
 
 def column_key(source: Source) -> tuple:
     """The group a source belongs to: its protocol (whatever its kind of report: an ops and a model
-    report of one protocol fill the two tables of one group) and its machine, or its label."""
+    report of one protocol fill the two tables of one group) and its machine, or its label. Two
+    devices of an inventory on one machine (cores 0 and 1) are two machines here, never pooled."""
     aspects = tuple((aspect, text) for aspect, text in protocol(source.report).items() if aspect != "command")
-    where = ("label", source.label) if source.label else ("machine", source.host, source.machine)
+    where = ("label", source.label) if source.label else ("machine", source.host, source.machine, source.device_name)
     return aspects, where
 
 
@@ -243,8 +250,8 @@ def _columns(sources: list[Source]) -> list[Column]:
 def _titles(groups: list[list[Source]]) -> list[str]:
     """'device runtime', plus what tells the group apart from the others of its device and runtime:
     the protocol's differing aspects (b8, t4, fp16, opt_level=basic); the label, in parentheses,
-    always; then the machine, or else the host, where that tells them apart; '#2', '#3' if nothing
-    does."""
+    always; then the inventory's device name, else the machine, else the host, where that tells them
+    apart; '#2', '#3' if nothing does."""
     firsts = [group[0] for group in groups]
     titles = [f"{s.report.execution.device} {s.report.execution.runtime}" for s in firsts]
     differing = [[] for _ in groups]
@@ -258,12 +265,12 @@ def _titles(groups: list[list[Source]]) -> list[str]:
                         differing[i].append(part[aspect])
     titles = [" ".join([title, *extra]) for title, extra in zip(titles, differing)]
     titles = [f"{title} ({s.label})" if s.label else title for title, s in zip(titles, firsts)]
-    for describe in (lambda s: s.machine, lambda s: f"host {s.host}"):
+    for describe in (lambda s: s.device_name or "", lambda s: s.machine, lambda s: f"host {s.host}"):
         for title in set(titles):
             members = [i for i, other in enumerate(titles) if other == title]
             if len({describe(firsts[i]) for i in members}) > 1:
                 for i in members:
-                    titles[i] = f"{title} {describe(firsts[i])}"
+                    titles[i] = f"{title} {describe(firsts[i])}".rstrip()
     seen: dict[str, int] = {}
     numbered = []
     for title in titles:

@@ -212,7 +212,8 @@ def column_lines(merged: Merged) -> list[str]:
     for column in merged.columns:
         ex, first = column.execution, column.sources[0]
         options = "".join(f", {key}={value}" for key, value in ex.runtime_options)
-        where = f"labelled '{column.label}'" if column.label else f"{first.machine}, host {first.host}"
+        device = f", device {first.device_name}" if first.device_name else ""
+        where = f"labelled '{column.label}'" if column.label else f"{first.machine}, host {first.host}{device}"
         lines.append(f"'{column.title}': {ex.device}, {ex.runtime}{_version(column)}, batch {ex.batch}, "
                      f"{ex.threads} thread{'s' * (ex.threads != 1)}, {precision_label(ex)}{options}; {where}; "
                      f"{len(column.sources)} report{'s' * (len(column.sources) != 1)}")

@@ -133,7 +133,7 @@ def run_job(report: Report, cases: list[Case], task: str, budget: TimingBudget, 
         record["exit_code"] = transport.run(job, events.apply)
         if events.interrupted:
             raise KeyboardInterrupt
-        events.settle(record["exit_code"])
+        events.settle(transport.ended(record["exit_code"]))
 
 
 class WorkerEvents:
@@ -226,15 +226,14 @@ class WorkerEvents:
         else:  # a step after timing that fails never costs the row its timing
             row.warnings.append(f"{TASK_OPTION[self.task]} failed: {message}")
 
-    def settle(self, exit_code: int | None) -> None:
-        """After the worker ended: the case it died on is an error; if it answered nothing at
-        all, no fresh worker would do better, so every case left is."""
+    def settle(self, why: str) -> None:
+        """After the worker ended (``why``: how, e.g. its exit code): the case it died on is an error;
+        if it answered nothing at all, no fresh worker would do better, so every case left is."""
         stuck = [self.current] if self.current in self.pending else []
         if not stuck and self.answered == 0:
             stuck = list(self.pending)
         for case_id in stuck:
-            self._error(self.pending.pop(case_id).row,
-                        {"error": f"the worker process ended (exit code {exit_code}) before answering"})
+            self._error(self.pending.pop(case_id).row, {"error": why})
 
 
 def _timed(item) -> dict:

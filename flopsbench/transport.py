@@ -32,10 +32,10 @@ MAX_AHEAD = 8  # workers started ahead of their jobs (each holds an imported tor
 class FreshProcesses:
     def __init__(self, preload: Sequence[str] = (), prefix: Sequence[str] = (), python: str = sys.executable,
                  plugins: Sequence[str] = ()):
-        self.command = [*prefix, python, "-m", "flopsbench.worker", "--preload", ",".join(preload),
-                        *(argument for plugin in plugins for argument in ("--plugin", plugin))]
+        self.command = [*prefix, python, "-m", "flopsbench.worker", *worker_arguments(preload, plugins)]
         self.waiting: list[subprocess.Popen] = []  # started, importing or ready, no job yet
-        self.ready: set[subprocess.Popen] = set()
+        self.ready: dict[subprocess.Popen, int | None] = {}  # ready -> the worker's pid, as it said
+        self.popen_options: dict = {}
 
     def start(self, count: int = 1) -> None:
         """Launch ``count`` workers now (each imports its modules, then waits for a job), at most
@@ -43,14 +43,16 @@ class FreshProcesses:
         rest start when their job comes."""
         for _ in range(max(0, min(count, MAX_AHEAD - len(self.waiting)))):
             self.waiting.append(subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                 text=True))
+                                                 text=True, **self.popen_options))
 
     def run(self, job: dict, on_event: OnEvent) -> int | None:
         if not self.waiting:
             self.start(1)
         for process in self.waiting:  # none may still be importing while one times
-            if process not in self.ready and _event(process.stdout) is not None:
-                self.ready.add(process)
+            if process not in self.ready:
+                event = _event(process.stdout)
+                if event is not None:
+                    self.ready[process] = event.get("pid") if type(event.get("pid")) is int else None
         process = self.waiting.pop(0)
         try:
             process.stdin.write(json.dumps(job))
@@ -58,23 +60,30 @@ class FreshProcesses:
         except OSError:  # it died before its job: the caller fails the job's cases
             process.wait()
             return None
-
-        def interrupt() -> None:
-            try:
-                process.send_signal(signal.SIGINT)
-            except ProcessLookupError:
-                pass
-
         try:
-            with signals.passed_on_to(interrupt, process.kill):  # the reading is never cut mid-line
-                pump(lambda: _event(process.stdout), on_event, interrupt)
-            return process.wait()
+            with signals.passed_on_to(lambda: self.interrupt(process), lambda: self.kill(process)):
+                pump(lambda: _event(process.stdout), on_event, lambda: self.interrupt(process))  # never cut mid-line
+                return process.wait()  # in the block: a worker that ends as asked is not killed
         finally:
             if process.poll() is None:  # a second Ctrl-C: stop waiting for it
-                process.kill()
+                self.kill(process)
                 process.wait()
             process.stdout.close()
-            self.ready.discard(process)
+            self.ready.pop(process, None)
+
+    def interrupt(self, process: subprocess.Popen) -> None:
+        """Ask the worker to end its round (it sends the samples it took)."""
+        try:
+            process.send_signal(signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+    def kill(self, process: subprocess.Popen) -> None:
+        process.kill()
+
+    def ended(self, exit_code: int | None) -> str:
+        """Why a worker that stopped answering stopped, for its cases' errors."""
+        return ended(exit_code)
 
     def close(self) -> None:
         """Stop the workers that got no job (they only wait for one)."""
@@ -83,7 +92,16 @@ class FreshProcesses:
             process.wait()
             process.stdin.close()
             process.stdout.close()
-        self.waiting, self.ready = [], set()
+        self.waiting, self.ready = [], {}
+
+
+def ended(exit_code: int | None) -> str:
+    return f"the worker process ended (exit code {exit_code}) before answering"
+
+
+def worker_arguments(preload: Sequence[str] = (), plugins: Sequence[str] = ()) -> list[str]:
+    """``python -m flopsbench.worker``'s arguments: the modules to import ahead, the plugins to load."""
+    return ["--preload", ",".join(preload), *(argument for plugin in plugins for argument in ("--plugin", plugin))]
 
 
 def _event(stream) -> dict | None:
@@ -107,6 +125,9 @@ class InProcess:
 
     def run(self, job: dict, on_event: OnEvent) -> int:
         return worker.run(job, on_event)
+
+    def ended(self, exit_code: int | None) -> str:
+        return ended(exit_code)
 
     def close(self) -> None:
         pass

@@ -150,6 +150,7 @@ def break_down(case: dict, prepared: Prepared, backend: Backend, execution: Exec
     send({"event": "breakdown", "id": case["id"], "whole": whole, "parts": parts})
 
 
+PIPE_GONE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader left
 TASKS = {"time": time_case, "max_batch": find_max_batch, "breakdown": break_down}
 
 
@@ -228,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"{PROG}: error: stdin: {exc}", file=sys.stderr)
         return 2
-    return run(job, send, plugin_error)
+    try:
+        return run(job, send, plugin_error)
+    except BrokenPipeError:  # the parent, or the connection to it, is gone: there is no one to tell
+        os._exit(PIPE_GONE)  # not sys.exit: flushing the dead pipe at exit would print a traceback
 
 
 if __name__ == "__main__":

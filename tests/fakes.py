@@ -7,7 +7,7 @@ from __future__ import annotations
 from flopsbench.backends import Prepared
 from flopsbench.backends.ort import OnnxRuntime
 from flopsbench.backends.torch_cpu import TorchCPU
-from flopsbench.transport import InProcess
+from flopsbench.transport import InProcess, ended
 
 
 class Interrupting:
@@ -64,6 +64,9 @@ class ScriptedTransport:
 
     def close(self) -> None:
         pass
+
+    def ended(self, exit_code):
+        return ended(exit_code)
 
     def run(self, job, on_event):
         self.jobs.append(job)

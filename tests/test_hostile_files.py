@@ -55,7 +55,7 @@ def fake_run(monkeypatch):
     Returns a list of the labels of the steps run (to tell that measuring went on)."""
     steps: list[str] = []
 
-    def run_all(report, workloads, on_step):
+    def run_all(report, workloads, on_step, transport=None):
         for row in _report().rows:
             report.rows.append(row)
             steps.append(row.workload.name)
@@ -151,7 +151,7 @@ def test_a_save_that_fails_while_measuring_warns_once_and_measuring_goes_on(fake
                                                                            tmp_path):
     run_all = options.run_all
 
-    def disk_freed_at_the_end(report, workloads, on_step):
+    def disk_freed_at_the_end(report, workloads, on_step, transport=None):
         run_all(report, workloads, on_step)
         on_step(report, "one more step")
         full_disk["full"] = False

@@ -104,7 +104,7 @@ def _options(version: bool = typer.Option(False, "--version", is_eager=True, cal
                                           help="Print the version and the git commit, then exit.")) -> None:
     pass
 
-from flopsbench.cli import ceilings_cmd, claims_cmd, compare_cmd, export, figure_cmd, list_cmd, model, ops, report_cmd  # noqa: E402,F401
+from flopsbench.cli import ceilings_cmd, claims_cmd, compare_cmd, devices_cmd, export, figure_cmd, list_cmd, model, ops, report_cmd, sweep_cmd  # noqa: E402,F401
 
 
 def main() -> None:

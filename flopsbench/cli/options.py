@@ -13,7 +13,7 @@ import platform
 import re
 import socket
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
@@ -26,7 +26,8 @@ from rich.text import Text
 
 from flopsbench.constants import ARM_MACHINES
 from flopsbench.cli import invoked_args
-from flopsbench import busy, cuda, plugins, signals, validation
+from flopsbench import busy, cuda, devices, plugins, remote, signals, validation
+from flopsbench.backends import backend_for
 from flopsbench.columns import COLUMNS as COLUMN_NAMES, View, parse as parse_columns
 from flopsbench.environment import capture_environment
 from flopsbench.escaping import plain_text
@@ -98,6 +99,12 @@ Threads = Annotated[int, typer.Option(parser=integer, help="torch intra-op threa
 Cores = Annotated[Optional[str], typer.Option(
     help="Cores to pin to, e.g. 0 or 0,2-3 (default: the first --threads allowed cores).")]
 Dtype = Annotated[str, typer.Option(help="Data type: " + ", ".join(DTYPES) + ".")]
+On = Annotated[Optional[str], typer.Option(
+    "--on", metavar="DEVICE", help="Time on this device of the inventory (--devices): counting and export stay here; "
+    "its kind, runtime, cores and threads come from the inventory (see docs/devices.md).")]
+DevicesFile = Annotated[Optional[Path], typer.Option(
+    "--devices", metavar="FILE", help="The device inventory (TOML) for --on (default: $FLOPSBENCH_DEVICES, "
+    "./devices.toml, ~/.config/flopsbench/devices.toml).")]
 Warmup = Annotated[float, typer.Option(parser=number, help=f"Warm-up seconds (at least {_BUDGET.warmup_runs} calls) "
                                                            f"before timing (0 to {validation.MAX_SECONDS}).")]
 MinTime = Annotated[float, typer.Option(parser=number, help=f"Keep sampling until this many seconds are timed "
@@ -140,6 +147,8 @@ class SharedOptions:
     and help in its Annotated type, its default here; how a case is timed defaults to
     TimingBudget's and Execution's own). ``with_shared_options`` adds them to a command."""
 
+    on: On = None
+    devices: DevicesFile = None
     device: Device = _EXECUTION.device
     runtime: Runtime = None
     ort_opt_level: OrtOptLevel = "all"
@@ -185,11 +194,14 @@ def with_shared_options(command: Callable[..., None]) -> Callable[..., None]:
     types = get_type_hints(SharedOptions, include_extras=True)
     shared = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=types[f.name])
               for f in fields(SharedOptions)]
-    parameters = [*(p for p in own.parameters.values() if p.name != "shared"), *shared]
+    context = inspect.Parameter("click_context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+    parameters = [*(p for p in own.parameters.values() if p.name != "shared"), *shared, context]
 
     @functools.wraps(command)
-    def with_options(**arguments):
+    def with_options(click_context: typer.Context, **arguments):
         options = SharedOptions(**{f.name: arguments.pop(f.name) for f in fields(SharedOptions)})
+        given = [f.name for f in fields(SharedOptions) if click_context.get_parameter_source(f.name).name != "DEFAULT"]
+        check_beside_on(options, given)
         return command(**arguments, shared=options)
 
     with_options.__signature__ = own.replace(parameters=parameters)
@@ -216,6 +228,7 @@ class RunSettings:
     save_to: Path | None
     paper: bool
     view: View = View()  # --columns, --wide, --verbose
+    target: devices.Device | None = None  # --on: the inventory's device
 
 
 def run_settings(command: str, *, breakdown_depth: int = 0, breakdown_time: float = _EXECUTION.breakdown_time_s,
@@ -227,10 +240,16 @@ def run_settings(command: str, *, breakdown_depth: int = 0, breakdown_time: floa
 def validate(command: str, o: SharedOptions, breakdown_depth: int = 0,
              breakdown_time: float = _EXECUTION.breakdown_time_s) -> RunSettings:
     """Validate the shared options (one-line errors) before anything is measured."""
+    target = on_device(o)
+    if target is not None:  # the inventory says what and where
+        o = replace(o, device=target.kind, runtime=target.runtime, threads=target.threads,
+                    cores=",".join(map(str, target.cores)))
+    over_ssh = target is not None and target.transport == "ssh"
     for value, choices, option in ((o.device, DEVICES, "--device"), (o.dtype, DTYPES, "--dtype"),
                                    (o.fmt, FORMATS, "--format")):
         check_choice(value, choices, option)
-    check_device(o.device)
+    if not over_ssh:  # a device over ssh is checked there (flopsbench devices; the probe before a run)
+        check_device(o.device)
     runtime = resolve_runtime(o.device, o.runtime, o.dtype)
     check_choice(o.ort_opt_level, OPT_LEVELS, "--ort-opt-level")
     if runtime == "onnxruntime" and breakdown_depth:
@@ -248,7 +267,7 @@ def validate(command: str, o: SharedOptions, breakdown_depth: int = 0,
         raise bad("--tf32", f"rounds fp32 maths to TF32; this run is --dtype {o.dtype}")
     if o.channels_last and runtime != "torch":
         raise bad("--channels-last", "applies to the torch runtime; onnxruntime picks its own layout")
-    pinned_cores = validated(validation.parse_cores, o.cores, o.threads)
+    pinned_cores = target.cores if over_ssh else validated(validation.parse_cores, o.cores, o.threads)
     validated(validation.check_budget, o.min_time, o.min_runs, o.max_runs, o.runs, o.warmup, o.rounds, o.stop_ci)
     validated(validation.check_seed, o.seed)
     if breakdown_depth < 0:
@@ -274,8 +293,36 @@ def validate(command: str, o: SharedOptions, breakdown_depth: int = 0,
                           batch=batch, threads=o.threads, cores=pinned_cores, budget=budget, seed=o.seed,
                           breakdown_depth=breakdown_depth, breakdown_time_s=breakdown_time)
     return RunSettings(command, execution, validated(view_format, o.fmt, o.output), o.output,
-                       save_path(o.results_dir, command, o.device, runtime) if o.save else None, o.paper,
-                       check_view(o.columns, o.wide, o.verbose, o.paper))
+                       save_path(o.results_dir, command, o.device, runtime, target and target.name) if o.save else None,
+                       o.paper,
+                       check_view(o.columns, o.wide, o.verbose, o.paper), target)
+
+
+FROM_INVENTORY = {"device": _EXECUTION.device, "runtime": None, "cores": None, "threads": _EXECUTION.threads}
+
+
+def check_beside_on(o: SharedOptions, given: list[str]) -> None:
+    """What the inventory sets (--device, --runtime, --cores, --threads) may not be ``given`` beside
+    --on: one of the two would be ignored. The command line says what was given, even a default's
+    value (with_shared_options); elsewhere a value other than the default counts as given."""
+    if o.on is None:
+        return
+    for name in FROM_INVENTORY:
+        if name in given:
+            raise bad(f"--{name}", f"comes from the inventory with --on {o.on}; set it there, or drop --on")
+
+
+def on_device(o: SharedOptions) -> devices.Device | None:
+    """--on's device from the inventory (--devices), or None."""
+    if o.on is None:
+        if o.devices is not None:
+            raise bad("--devices", "is the inventory for --on; add --on DEVICE")
+        return None
+    check_beside_on(o, [name for name, default in FROM_INVENTORY.items() if getattr(o, name) != default])
+    try:
+        return devices.find(devices.load_inventory(o.devices), o.on, o.devices)
+    except devices.InventoryError as exc:
+        raise bad("--on" if "no device" in str(exc) else "--devices", str(exc)) from None
 
 
 def check_view(columns: str | None, wide: bool, verbose: bool, paper: bool) -> View:
@@ -296,13 +343,41 @@ def run_and_report(settings: RunSettings, workloads: list[Workload]) -> None:
     """Measure the workloads under ``settings`` and write the report."""
     on_gpu = settings.execution.device == "cuda"
     # The GPU's own record (name, clocks before) comes from the first worker that times on it.
-    report = Report(command=settings.command, execution=settings.execution,
-                    environment=capture_environment(cores=settings.execution.cores), argv=["flopsbench", *invoked_args()])
+    target, transport = settings.target, None
+    if target is not None and target.transport == "ssh":
+        transport = remote.SshWorkers(target, backend_for(settings.execution).preload)
+        try:
+            environment = remote_environment(target, transport)
+        except remote.RemoteError as exc:
+            transport.close()
+            raise bad("--on", f"{exc}; check it with 'flopsbench devices'") from None
+    else:
+        environment = capture_environment(cores=settings.execution.cores)
+        if target is not None:
+            environment["transport"] = {"kind": "local"}
+    if target is not None:
+        environment.update(device_name=target.name, device=target.record())
+    report = Report(command=settings.command, execution=settings.execution, environment=environment,
+                    argv=["flopsbench", *invoked_args()])
     if plugins.loaded():  # where the operators and models of its own came from
         report.environment["plugins"] = list(plugins.loaded())
     measure_and_report(report, workloads, settings.fmt, settings.output, settings.save_to, settings.paper,
-                       view=settings.view,
+                       view=settings.view, transport=transport,
                        after=lambda: report.environment.update(gpu_after=cuda.gpu_state()) if on_gpu else None)
+
+
+def remote_environment(target: devices.Device, transport: "remote.SshWorkers") -> dict:
+    """The report's environment for a run on ``target`` over ssh: the device's own (read there: the
+    samples come from it), the transport, and this machine's, which counted and exported."""
+    probe = transport.environment()
+    environment = probe.get("environment") if isinstance(probe.get("environment"), dict) else {}
+    here = capture_environment(with_torch=True, cores=None)
+    return {**environment, "userland_bits": probe.get("userland_bits"),
+            "pinned_core_load": probe.get("pinned_core_load"),
+            "transport": {"kind": "ssh", "target": target.ssh_target, "port": target.port, "python": target.python,
+                          "directory": transport.directory},
+            "counted_on": {key: here.get(key) for key in ("hostname", "platform", "machine", "cpu_model", "python",
+                                                          "libraries", "flopsbench", "git")}}
 
 
 def bad(option: str, message: str) -> typer.BadParameter:
@@ -379,11 +454,12 @@ def host_batch(execution: Execution) -> int:
     return min(execution.batch, 2) if execution.device == "cuda" else execution.batch
 
 
-def save_path(results_dir: Path, command: str, device: str, runtime: str) -> Path:
+def save_path(results_dir: Path, command: str, device: str, runtime: str, host: str | None = None) -> Path:
     """results/<command>-<device>-<runtime>-<host>-<UTC time>-<pid>.json: what was run, where, how,
-    when (to the microsecond) and by which process. The name is only planned here: SavedReport
-    creates the file with O_EXCL, and a name another run took gets a -2 (-3, ...) suffix."""
-    host = re.sub(r"[^A-Za-z0-9_.-]+", "-", socket.gethostname())[:40]
+    when (to the microsecond) and by which process (``host``: this machine's name, or --on's device's).
+    The name is only planned here: SavedReport creates the file with O_EXCL, and a name another run
+    took gets a -2 (-3, ...) suffix."""
+    host = re.sub(r"[^A-Za-z0-9_.-]+", "-", host or socket.gethostname())[:40]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     return results_dir / f"{command}-{device}-{runtime}-{host}-{stamp}-{os.getpid()}.json"
 
@@ -501,7 +577,7 @@ def write_view(report: Report, fmt: str, output: str | None, paper: bool, saved:
 
 def measure_and_report(report: Report, workloads: list[Workload], fmt: str, output: str | None,
                        save: Path | None, paper: bool, after: Callable[[], object] = lambda: None,
-                       view: View = View()) -> None:
+                       view: View = View(), transport=None) -> None:
     """Say first whether a pinned core is busy (check_pinned_cores), run every workload with a
     progress bar on stderr, saving the JSON after each step (a SavedReport, whose name ``save``
     plans), then write the chosen view (``view``: its columns and notes). Ctrl-C keeps what is done,
@@ -529,7 +605,7 @@ def measure_and_report(report: Report, workloads: list[Workload], fmt: str, outp
     with progress:
         try:
             with signals.ending_as_interrupt():  # SIGTERM and SIGHUP keep the rows as Ctrl-C does
-                run_all(report, workloads, on_step=on_step)
+                run_all(report, workloads, on_step=on_step, transport=transport)
         except KeyboardInterrupt:
             pass  # the report stays incomplete
     after()  # e.g. read the GPU's clocks and temperature again
@@ -551,8 +627,10 @@ def measure_and_report(report: Report, workloads: list[Workload], fmt: str, outp
 def check_pinned_cores(report: Report, stderr: Console) -> None:
     """Before anything is timed, the load of the pinned cores over a short window (flopsbench.busy),
     kept in the report (environment['pinned_core_load']; its notes say it too); one line on stderr
-    where another process kept one busy."""
-    record = busy.pinned_core_load(report.execution.cores)
+    where another process kept one busy. A device over ssh read its own (flopsbench.probe)."""
+    transport = report.environment.get("transport")
+    over_ssh = isinstance(transport, dict) and transport.get("kind") == "ssh"
+    record = report.environment.get("pinned_core_load") if over_ssh else busy.pinned_core_load(report.execution.cores)
     if record is not None:
         report.environment["pinned_core_load"] = record
         line = busy.warning(record)
