@@ -489,6 +489,7 @@ class Sweep:
 def start(plan: Plan, out: Path) -> Sweep:
     """The sweep's jobs, each 'skipped' whose report in ``out`` is finished already, else 'pending'."""
     sweep = Sweep(plan, out, plan.jobs())
+    earlier = _earlier_runs(out / SWEEP_FILE)
     for job in sweep.jobs:
         done = finished(out / job.file)
         sweep.records[job.hash] = {"device": job.device.name, "command": job.command, "case": job.case,
@@ -496,7 +497,26 @@ def start(plan: Plan, out: Path) -> Sweep:
                                    "file": job.file if done else None, "status": "skipped" if done else "pending",
                                    "returncode": None, "started_unix_s": None, "ended_unix_s": None, "host": None,
                                    "stderr_tail": None}
+        if done and job.hash in earlier:  # when and where the skipped job ran, as the last sweep recorded it
+            sweep.records[job.hash].update(earlier[job.hash])
     return sweep
+
+
+def _earlier_runs(path: Path) -> dict[str, dict]:
+    """From an earlier sweep.json (a file, so nothing in it is trusted): each job that ran, by hash,
+    with its start, end and host, so that a resumed sweep still says when its skipped jobs ran."""
+    try:
+        jobs = json.loads(path.read_text(encoding="utf-8")).get("jobs")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return {}
+    kept = {}
+    for job in jobs if isinstance(jobs, list) else []:
+        if not isinstance(job, dict) or not isinstance(job.get("hash"), str):
+            continue
+        times = [job.get(key) for key in ("started_unix_s", "ended_unix_s")]
+        if all(type(t) in (int, float) for t in times) and isinstance(job.get("host"), (str, type(None))):
+            kept[job["hash"]] = {"started_unix_s": times[0], "ended_unix_s": times[1], "host": job.get("host")}
+    return kept
 
 
 def run(sweep: Sweep, engine: Engine, launch: Callable[[Job], Launch],

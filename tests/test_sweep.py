@@ -381,8 +381,21 @@ def test_resuming_skips_the_finished_reports_only(tmp_path):
     out = tmp_path / "out"
     run_fake(plan, out)
     jobs = plan.jobs()
+    first = json.loads((out / "sweep.json").read_text())["jobs"]
     again = sweep.start(plan, out)
     assert again.count("skipped") == 9
+    for job, before in zip(jobs, first):  # a skipped job still says when and where it ran
+        kept = again.records[job.hash]
+        assert (kept["started_unix_s"], kept["ended_unix_s"], kept["host"]) == (
+            before["started_unix_s"], before["ended_unix_s"], before["host"]) and kept["started_unix_s"]
+    saved = json.loads((out / "sweep.json").read_text())
+    saved["jobs"][0].update(started_unix_s="yesterday", host=["hostile"])
+    saved["jobs"][1] = "not a job"
+    (out / "sweep.json").write_text(json.dumps(saved))
+    hostile = sweep.start(plan, out)
+    assert hostile.records[jobs[0].hash]["started_unix_s"] is None and hostile.records[jobs[0].hash]["host"] is None
+    (out / "sweep.json").write_text("[1, 2")
+    assert sweep.start(plan, out).count("skipped") == 9
     (out / jobs[0].file).write_text("{not json")
     incomplete = json.loads((out / jobs[1].file).read_text()) | {"complete": False}
     (out / jobs[1].file).write_text(json.dumps(incomplete))
