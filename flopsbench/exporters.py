@@ -54,6 +54,7 @@ def runtime_note(execution) -> str:
 
 
 TEXT_COLUMNS = ("Operator", "Model", "Options", "Shape", "Status", "Bound by", "Verdict")
+NAME_COLUMNS = ("Operator", "Model")  # may fold on a narrow terminal, where a number may not
 
 
 def _defaults(row: Row) -> dict:
@@ -526,7 +527,9 @@ def _rich_table(df: pd.DataFrame, title: str, caption: str | None = None, fit: b
             widest = max([len(line) for record in cells for line in record[i].split("\n")] +
                          [len(word) for word in header.split()])
             header = "\n".join(textwrap.wrap(header, widest, break_long_words=False, break_on_hyphens=False))
-        table.add_column(Text(header), justify="left" if left[i] else "right", no_wrap=left[i] or fit)
+        name = column in NAME_COLUMNS  # a long name (timm:...) folds: rich narrows it before any number
+        table.add_column(Text(header), justify="left" if left[i] else "right", no_wrap=(left[i] or fit) and not name,
+                         overflow="fold" if name else "ellipsis")
     for record in cells:
         table.add_row(*(Text(cell) for cell in record))
     return table
@@ -554,16 +557,18 @@ def export_table(report: Report, stream: TextIO, paper: bool = False, view: View
     breakdowns = _breakdowns(report)
     unclamped = console.options.update_width(10_000)  # rich clamps a measurement to the width it is given
 
-    def laid_out(**layout) -> tuple[list[Table], int]:
+    def laid_out(**layout) -> tuple[list[Table], int, int]:
         tables = [_rich_table(shown, lines[0], caption, show_edge=False, **layout),
                   *(_rich_table(df, title, show_edge=False, **layout) for title, df in breakdowns)]
-        return tables, max(Measurement.get(console, unclamped, table).maximum for table in tables)
+        widths = [Measurement.get(console, unclamped, table) for table in tables]
+        return tables, max(width.maximum for width in widths), max(width.minimum for width in widths)
 
     for layout in ({}, {"fit": True}, {"fit": True, "split_intervals": True}) if interactive else ({},):
-        tables, needed = laid_out(**layout)
+        tables, needed, least = laid_out(**layout)
         if needed <= console.width:
             break
-    console.width = max(console.width, needed) if interactive else needed
+    # the last layout may still fit by folding a long name (NAME_COLUMNS): only numbers never give way
+    console.width = max(console.width, least) if interactive else needed
     for table in tables:
         console.print(table)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,12 @@ from flopsbench.report import Report, Row
 from flopsbench.spec import Execution, Shape, TimingBudget, Workload
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
+
+# The tests' own cache (ONNX exports, machine ceilings), for this session and every process it
+# starts: the user's cached ceilings would otherwise add "% of peak" columns to the views tested.
+_CACHE = tempfile.mkdtemp(prefix="flopsbench-test-cache-")
+os.environ["FLOPSBENCH_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 # A fixed environment: no hostname, CPU or library version of the machine running the tests.
 ENVIRONMENT = {

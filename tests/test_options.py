@@ -144,3 +144,12 @@ def test_the_board_words_flops_as_the_tables_do():
     row = dataclasses.replace(conv_table1_row(), runtime={"onnxruntime": "1.17"})
     line = board.summary(make_report([row]))
     assert "FLOPS 81.3 G/s" in line and "GFLOPS" not in line
+
+
+def test_the_tests_never_read_or_fill_the_users_cache():
+    """A user's cached ceilings would change the views tested; exports would fill their cache."""
+    from pathlib import Path
+
+    from flopsbench.constants import cache_root
+
+    assert not cache_root().resolve().is_relative_to(Path.home().resolve() / ".cache")

@@ -24,6 +24,7 @@ RESULTS = Path(__file__).parent.parent / "results"
 OPS = RESULTS / "ops-cpu-torch-vm-20261128T010205Z.json"  # drift and outliers in 7 of 20 rows
 NOISY_OPS = RESULTS / "ops-cpu-torch-vm-20261128T083007Z.json"  # drift and noise in nearly every row
 MODELS = RESULTS / "model-cpu-torch-vm-20261128T011249Z.json"  # long names, errors, ops counted as 0
+TABLE3 = RESULTS / "model-cpu-torch-vm-20261128T102329.044099Z-29621.json"  # 35 models, swin_tiny_patch4_window7_224
 SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -59,8 +60,9 @@ def _timed(report: Report):
 
 # --- tables that fit ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path, paper", [(OPS, False), (OPS, True), (NOISY_OPS, False), (MODELS, False)],
-                         ids=["ops", "ops-paper", "noisy-ops", "models"])
+@pytest.mark.parametrize("path, paper", [(OPS, False), (OPS, True), (NOISY_OPS, False), (MODELS, False),
+                                         (TABLE3, True)],
+                         ids=["ops", "ops-paper", "noisy-ops", "models", "table3-paper-long-names"])
 def test_default_table_fits_100_columns_and_cuts_no_number(monkeypatch, path, paper):
     report = _report(path)
     text = _on_terminal(report, monkeypatch, paper=paper)
