@@ -49,12 +49,12 @@ def time_with_timer(op: str, shape: str, core: int, min_run_time: float) -> floa
     import torch
     import torch.utils.benchmark as benchmark
 
-    import operators
+    import flopsbench_zoo
     from flopsbench.build import build_case
     from flopsbench.spec import Execution, Shape, Workload
 
     torch.set_num_threads(1)
-    definition = operators.get_operator(op)
+    definition = flopsbench_zoo.get_operator(op)
     workload = Workload(op, Shape.parse(shape), 10, tuple(definition.resolve({}).items()))
     module, x = build_case(workload, Execution(cores=(core,)))
     with torch.inference_mode():

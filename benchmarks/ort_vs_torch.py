@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-import operators
+import flopsbench_zoo
 from flopsbench.backends import backend_for
 from flopsbench.report import Report, Row, error_line
 from flopsbench.rounds import Case, round_seed, run_job
@@ -22,10 +22,10 @@ ORT = {"runtime": "onnxruntime", "runtime_options": (("opt_level", "all"), ("spi
 
 
 def workloads() -> list[Workload]:
-    ops = [Workload(name, shape, 10, tuple(operators.get_operator(name).defaults.items()))
-           for name in operators.list_operators() for shape in TABLE1_SHAPES]
-    t0 = Workload("fasternet_t0", Shape(3, 224, 224), 1, tuple(operators.get_model("fasternet_t0").defaults.items()),
-                  kind="model", fuse_bn=True)
+    ops = [Workload(name, shape, 10, tuple(flopsbench_zoo.get_operator(name).defaults.items()))
+           for name in flopsbench_zoo.list_operators() for shape in TABLE1_SHAPES]
+    t0 = Workload("fasternet_t0", Shape(3, 224, 224), 1,
+                  tuple(flopsbench_zoo.get_model("fasternet_t0").defaults.items()), kind="model", fuse_bn=True)
     return ops + [t0]
 
 

@@ -13,7 +13,7 @@ import statistics
 import torch
 import torch.utils.benchmark as tb
 
-import operators
+import flopsbench_zoo
 from flopsbench.cpu import pinned, set_interop_threads_once
 from flopsbench.report import Row
 from flopsbench.build import build_case
@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
 
     set_interop_threads_once(1)
-    op = operators.get_operator(args.op)
+    op = flopsbench_zoo.get_operator(args.op)
     workload = Workload(args.op, Shape.parse(args.shape), 10, tuple(op.defaults.items()))
     execution = Execution(budget=TimingBudget(min_time_s=args.min_time, rounds=1))
     module, x = build_case(workload, execution)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from operators import InvalidParameter, ModelDef, OperatorDef, register_model, register_operator
+from flopsbench_zoo import InvalidParameter, ModelDef, OperatorDef, register_model, register_operator
 
 CHEAP_KERNEL = 3  # the depthwise "cheap operation"
 

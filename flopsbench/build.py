@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import torch
 
-import operators
+import flopsbench_zoo
 from flopsbench.spec import Execution, Workload
-from operators.baselines import resolve_model
-from operators.fusion import fold_bn
-from operators.weights import load_official_weights
+from flopsbench_zoo.baselines import resolve_model
+from flopsbench_zoo.fusion import fold_bn
+from flopsbench_zoo.weights import load_official_weights
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -26,7 +26,7 @@ def build_case(workload: Workload, execution: Execution, device: str = "cpu",
         if workload.weights:
             load_official_weights(module, workload.weights)
     else:
-        op = operators.get_operator(workload.name)
+        op = flopsbench_zoo.get_operator(workload.name)
         module = op.build_stack(workload.shape.c, workload.layers, **workload.param_dict).eval()
     x = build_input(workload, execution, device)
     if bn_pairs and workload.fuse_bn:  # folded in fp32, then cast: a fold in fp16/bf16 rounds twice as much

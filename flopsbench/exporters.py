@@ -17,14 +17,14 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-import operators
+import flopsbench_zoo
 from flopsbench import busy, columns, notes
 from flopsbench.ceilings import for_report as ceilings_for, key_for as ceilings_key
 from flopsbench.columns import View
 from flopsbench.escaping import csv_text, latex_text, markdown_text, plain_text
 from flopsbench.paper import DEVICE_COLUMNS, precision_label, protocol_mismatch, table1_row, table3_row
 from flopsbench.report import Report, Row, derived as derive, per_image
-from operators.baselines import resolve_model
+from flopsbench_zoo.baselines import resolve_model
 
 FLOPS_NOTE = "FLOPs: fvcore count, 1 multiply-add = 1 FLOP (FasterNet paper footnote 1)."
 MEMORY_NOTE = ("Memory access in MB (10^6 bytes): 'ideal' is the paper's formula (Eqs. 2/3/5, "
@@ -63,7 +63,7 @@ def _defaults(row: Row) -> dict:
     try:
         if row.workload.kind == "model":
             return dict(resolve_model(row.workload.name).defaults)
-        return dict(operators.get_operator(row.workload.name).defaults)
+        return dict(flopsbench_zoo.get_operator(row.workload.name).defaults)
     except KeyError:
         return {}
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Iterable, Mapping
 
-import operators
+import flopsbench_zoo
 from flopsbench.identity import SPEED_NEUTRAL_OPTIONS, protocol, workload_identity
 from flopsbench.report import Report, Row, per_image
 from flopsbench.spec import Execution, Workload
@@ -292,7 +292,7 @@ def _short_protocol(execution: Execution) -> dict[str, str]:
 def _ordered(workloads: dict[tuple, Workload]) -> list[tuple]:
     """Operators first, each operator's rows together, in the registry's order (Table 1's), then
     unknown names, then models; otherwise as the files list them."""
-    known = operators.list_operators()
+    known = flopsbench_zoo.list_operators()
     names = list(dict.fromkeys(w.name for w in workloads.values()))
 
     def rank(identity: tuple) -> tuple:

@@ -19,7 +19,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-import operators
+import flopsbench_zoo
 from flopsbench import __version__
 from flopsbench.escaping import csv_text, latex_text, markdown_text, plain_text
 from flopsbench.exporters import FLOPS_NOTE, _fmt, _params_label
@@ -67,7 +67,8 @@ def paper_name(workload: Workload) -> str | None:
     """The paper's name of a registered operator or model at its defaults ('PConv 3x3 (ours, r=1/4)',
     'FasterNet-T0'), or None."""
     try:
-        definition = (operators.get_model if workload.kind == "model" else operators.get_operator)(workload.name)
+        lookup = flopsbench_zoo.get_model if workload.kind == "model" else flopsbench_zoo.get_operator
+        definition = lookup(workload.name)
     except KeyError:
         return None
     if definition.paper_label is None or workload.param_dict != dict(definition.defaults):

@@ -25,7 +25,7 @@ from flopsbench.output import staged, write_text
 from flopsbench.ort_runtime import check_outputs
 from flopsbench.report import Row
 from flopsbench.spec import Execution
-from operators.pconv import PartialConv
+from flopsbench_zoo.pconv import PartialConv
 
 OPSET = 17  # a model needing a later one says so as ``onnx_opset`` (CycleMLP's DeformConv: 19)
 # onnxruntime's output must match PyTorch's within rtol, and atol × the output's largest magnitude.

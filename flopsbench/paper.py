@@ -46,10 +46,10 @@ def published() -> dict:
 def table1_row(workload: Workload) -> dict | None:
     """The paper's Table 1 entry for this workload, or None if the paper has no such row
     (another operator, shape, layer count or parameter setting)."""
-    import operators  # here: the registries import torch, and the claims and the comparison need none
+    import flopsbench_zoo  # here: the registries import torch, and the claims and the comparison need none
 
     try:
-        op = operators.get_operator(workload.name)
+        op = flopsbench_zoo.get_operator(workload.name)
     except KeyError:
         return None
     if op.paper_label is None or workload.layers != TABLE1_LAYERS or workload.param_dict != dict(op.defaults):
@@ -66,7 +66,7 @@ def table1_row(workload: Workload) -> dict | None:
 def table3_row(workload: Workload) -> dict | None:
     """The paper's Table 3 entry for this model at its default options (and, for FasterNet,
     at the 224×224 input the paper states), or None."""
-    from operators.baselines import resolve_model  # here: it imports torch (see table1_row)
+    from flopsbench_zoo.baselines import resolve_model  # here: it imports torch (see table1_row)
 
     try:
         model = resolve_model(workload.name)

@@ -1,4 +1,4 @@
-"""Your own operators and models: plugins that register them in the registries of ``operators``
+"""Your own operators and models: plugins that register them in the registries of ``flopsbench_zoo``
 (``register_operator(OperatorDef(...))``, ``register_model(ModelDef(...))``), so that they are
 counted, timed and exported like the built-in ones.
 

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-import operators
+import flopsbench_zoo
 from flopsbench.backends import Backend, backend_for
 from flopsbench.breakdown import count_parts
 from flopsbench.build import build_case
@@ -25,7 +25,7 @@ from flopsbench.memory import count_memory_access
 from flopsbench.report import Report, Row, error_line
 from flopsbench.rounds import Case, measure
 from flopsbench.spec import Execution, Workload
-from operators.fusion import conv_bn_pairs, fold_bn, randomize_bn
+from flopsbench_zoo.fusion import conv_bn_pairs, fold_bn, randomize_bn
 
 # A fused copy with random BN statistics must agree with the same copy unfused this closely, in fp32
 # (relative, and absolute × the outputs' magnitude).
@@ -46,7 +46,7 @@ def count_case(row: Row, module: torch.nn.Module, x: torch.Tensor, execution: Ex
             module, row.bn_folded = fused_checked(module, x)
             row.flops = row.flops_fused = count_flops(module, x).total
     else:
-        op = operators.get_operator(row.workload.name)
+        op = flopsbench_zoo.get_operator(row.workload.name)
         shape, params, layers = row.workload.shape, row.workload.param_dict, row.workload.layers
         row.flops_analytic = layers * execution.batch * op.macs(shape.c, shape.h, shape.w, **params)
         row.memory_ideal_elements = layers * op.memory_elements(shape.c, shape.h, shape.w, execution.batch, **params)

@@ -250,13 +250,13 @@ def _shapes(texts: tuple[str, ...], where: str) -> tuple[str, ...]:
 
 
 def _check_names(command: str, names: Iterable[str], where: str) -> None:
-    import operators
-    from operators.baselines import resolve_model
+    import flopsbench_zoo
+    from flopsbench_zoo.baselines import resolve_model
 
     for name in names:
-        if command == "ops" and name not in operators.list_operators():
+        if command == "ops" and name not in flopsbench_zoo.list_operators():
             raise PlanError(f"{where}: unknown operator {name!r}; choose from "
-                            f"{', '.join(operators.list_operators())} (see 'flopsbench list')")
+                            f"{', '.join(flopsbench_zoo.list_operators())} (see 'flopsbench list')")
         if command == "model":
             try:
                 resolve_model(name)

@@ -10,7 +10,7 @@ start: the build's seconds, the first call's, every warm-up call's), how far its
 (flopsbench.peak_memory) and the energy its calls took (flopsbench.energy). Events are JSON lines
 on stdout::
 
-    python -m flopsbench.worker --preload torch,operators [--plugin my_ops.py] < job.json
+    python -m flopsbench.worker --preload torch,flopsbench_zoo [--plugin my_ops.py] < job.json
 
 Each worker is a new interpreter that times one job and exits (``flopsbench.transport``): a
 process forked from another inherits its address-space layout, and on the development VM that

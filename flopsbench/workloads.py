@@ -10,13 +10,13 @@ from typing import Any, Iterable
 
 import torch
 
-import operators
+import flopsbench_zoo
 from flopsbench import validation
 from flopsbench.spec import Shape, Workload
 from flopsbench.validation import OptionError
-from operators.baselines import resolve_model
-from operators.models import ModelDef
-from operators.weights import load_official_weights
+from flopsbench_zoo.baselines import resolve_model
+from flopsbench_zoo.models import ModelDef
+from flopsbench_zoo.weights import load_official_weights
 
 # Operator and model parameter -> the option that sets it (for error messages).
 PARAM_OPTIONS = {"kernel_size": "--kernel", "groups": "--groups", "ratio": "--ratio", "forward_mode": "--pconv-mode",
@@ -57,11 +57,11 @@ def operator_workloads(names: Iterable[str], shapes: Iterable[Shape], layers: in
 
 
 def operator_workload(name: str, shape: Shape, layers: int, overrides: dict) -> Workload:
-    op = operators.get_operator(name)
+    op = flopsbench_zoo.get_operator(name)
     params = op.resolve(overrides)
     try:
         op.check(shape.c, **params)
-    except operators.InvalidParameter as exc:
+    except flopsbench_zoo.InvalidParameter as exc:
         raise OptionError(PARAM_OPTIONS.get(exc.param, f"--{exc.param}"), f"{exc} ({name} at {shape})") from None
     return Workload(name, shape, layers, tuple(params.items()))
 
@@ -70,7 +70,7 @@ def check_operator_fits(workload: Workload, batch: int) -> None:
     """Refuse an operator stack that cannot fit in memory at ``batch``, before it is built. The
     least it needs: an fp32 input (drawn in fp32 whatever the dtype) and one layer's output, plus
     every layer's weights (the weight term of the operator's memory formula, i.e. at batch 0)."""
-    op, (c, h, w) = operators.get_operator(workload.name), (workload.shape.c, workload.shape.h, workload.shape.w)
+    op, (c, h, w) = flopsbench_zoo.get_operator(workload.name), (workload.shape.c, workload.shape.h, workload.shape.w)
     weights = workload.layers * op.memory_elements(c, h, w, 0, **workload.param_dict)
     validation.check_memory(lambda n: FP32_BYTES * (2 * n * c * h * w + weights), batch, "--shape",
                             f"{workload.name} {workload.shape} ({workload.layers} layers)",
@@ -139,7 +139,7 @@ def check_buildable(model_def: ModelDef, workload: Workload) -> None:
     """Build the model once with the user's options so that a bad option fails before measuring."""
     try:
         model = model_def.create(**workload.param_dict).eval()
-    except operators.InvalidParameter as exc:
+    except flopsbench_zoo.InvalidParameter as exc:
         raise OptionError(PARAM_OPTIONS.get(exc.param, f"--{exc.param}"), f"{workload.name}: {exc}") from None
     if workload.weights:
         try:
@@ -162,7 +162,7 @@ def one_workload(name: str, *, shape: str | None, layers: int | None, overrides:
                  weights: Path | None, fuse_bn: bool | None, batch: int) -> Workload:
     """An operator workload (``ops``' rules) or a model workload (``model``'s rules), checked to fit
     in memory at ``batch``; the options of the other kind (None when not given) are refused."""
-    if name in operators.list_operators():
+    if name in flopsbench_zoo.list_operators():
         _refuse("operator", name, {"--resolution": resolution, "--act": overrides.get("act"),
                                    "--num-classes": overrides.get("num_classes"), "--weights": weights,
                                    "--fuse-bn": fuse_bn})
@@ -171,7 +171,7 @@ def one_workload(name: str, *, shape: str | None, layers: int | None, overrides:
         shapes = parse_shapes([shape] if shape else None, [DEFAULT_SHAPE])
         if len(shapes) != 1:
             raise OptionError("--shape", f"give one CxHxW (one file per shape), not {shape!r}")
-        accepted = operators.get_operator(name).defaults
+        accepted = flopsbench_zoo.get_operator(name).defaults
         for key in overrides:
             if key not in accepted:
                 raise OptionError(PARAM_OPTIONS[key], f"{name} has no such parameter; its parameters: "
@@ -183,7 +183,7 @@ def one_workload(name: str, *, shape: str | None, layers: int | None, overrides:
     try:
         model_def = resolve_model(name)
     except KeyError as exc:
-        raise OptionError("NAME", f"{name!r} is no operator ({', '.join(operators.list_operators())}); "
+        raise OptionError("NAME", f"{name!r} is no operator ({', '.join(flopsbench_zoo.list_operators())}); "
                                   f"{exc.args[0]}") from None
     if model_def.unavailable:
         raise OptionError("NAME", f"{name} cannot be built here: {model_def.unavailable}")

@@ -129,7 +129,7 @@ def pytest_collection_modifyitems(config, items):
     ``baselines`` where timm or torchvision (the baselines extra) is missing."""
     import torch
 
-    from operators.baselines import LIBRARY_NEEDS, missing_extra
+    from flopsbench_zoo.baselines import LIBRARY_NEEDS, missing_extra
 
     reasons = {"baselines": missing_extra(LIBRARY_NEEDS["timm"])}
     if not torch.cuda.is_available():

@@ -1,4 +1,4 @@
-"""The paper's Table 3 baselines (timm / torchvision, and PVT v1 / CycleMLP defined in operators)
+"""The paper's Table 3 baselines (timm / torchvision, and PVT v1 / CycleMLP defined in flopsbench_zoo)
 in the model registry, and resolve_model."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from operators import get_model, list_models, models
-from operators._registry import InvalidParameter
-from operators.baselines import (BASELINES, DEFAULTS, OWN_BASELINES, missing_extra, resolve_model,
-                                 timm_input_resolution)
-from operators.models import ModelDef
+from flopsbench_zoo import get_model, list_models, models
+from flopsbench_zoo._registry import InvalidParameter
+from flopsbench_zoo.baselines import (BASELINES, DEFAULTS, OWN_BASELINES, missing_extra, resolve_model,
+                                      timm_input_resolution)
+from flopsbench_zoo.models import ModelDef
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE3 = {row["name"]: row for row in
@@ -86,7 +86,7 @@ def test_entries_name_library_and_options():
 
 def with_unavailable_model(monkeypatch) -> str:
     """Register, for one test, a model that cannot be built here (``ModelDef.unavailable``): since
-    PVT v1 and CycleMLP are defined in ``operators``, no registered model is; the path stays."""
+    PVT v1 and CycleMLP are defined in ``flopsbench_zoo``, no registered model is; the path stays."""
     entry = ModelDef(name=UNAVAILABLE_EXAMPLE, description="NoLibNet (not buildable here)",
                      build=lambda **params: nn.Identity(), defaults=dict(DEFAULTS),
                      unavailable="NoLibNet is in neither timm nor torchvision")
@@ -137,7 +137,7 @@ def test_input_resolutions_are_the_libraries_defaults():
 
 
 def test_import_does_not_load_timm_or_torchvision():
-    code = "import sys, operators; print('timm' in sys.modules, 'torchvision' in sys.modules)"
+    code = "import sys, flopsbench_zoo; print('timm' in sys.modules, 'torchvision' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["False", "False"]
@@ -147,12 +147,12 @@ def test_import_does_not_load_timm_or_torchvision():
 WITHOUT_EXTRA = """
 import json, sys
 sys.modules["timm"] = sys.modules["torchvision"] = None
-from operators import get_model
-from operators.baselines import resolve_model
+from flopsbench_zoo import get_model
+from flopsbench_zoo.baselines import resolve_model
 out = {name: get_model(name).unavailable for name in ("resnet50", "shufflenet_v2_x1_5", "cyclemlp_b1",
                                                      "pvt_tiny", "fasternet_t0")}
 attempts = {"create": lambda: get_model("resnet50").create(), "timm": lambda: resolve_model("timm:resnet18"),
-            "cyclemlp": lambda: __import__("operators.cyclemlp")}
+            "cyclemlp": lambda: __import__("flopsbench_zoo.cyclemlp")}
 for key, attempt in attempts.items():
     try:
         attempt()

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import flopsbench.board as board
-import operators
+import flopsbench_zoo
 from flopsbench.cli import export as export_cli
 from flopsbench.onnx_export import EMBEDDED_COUNTS, export, export_metadata, read_metadata
 from flopsbench.report import Report, Row
@@ -41,7 +41,7 @@ PWCONV_IMPL_BYTES = 1_280
 
 
 def _pwconv_workload() -> Workload:
-    return Workload("pwconv", Shape(8, 4, 4), 1, tuple(operators.get_operator("pwconv").defaults.items()))
+    return Workload("pwconv", Shape(8, 4, 4), 1, tuple(flopsbench_zoo.get_operator("pwconv").defaults.items()))
 
 
 @pytest.fixture(scope="module")

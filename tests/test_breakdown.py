@@ -18,7 +18,7 @@ from flopsbench.report import Report, Row
 from flopsbench.rounds import BREAKDOWN_PASSES, Case, measure
 from flopsbench.spec import Execution, Shape, TimingBudget, Workload
 from flopsbench.transport import InProcess
-from operators.baselines import resolve_model
+from flopsbench_zoo.baselines import resolve_model
 from tests.conftest import tiny_budget
 from tests.fakes import ScriptedTransport
 from tests.test_cuda import fake_gpu  # noqa: F401 -- a fixture

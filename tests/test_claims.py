@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import operators
+import flopsbench_zoo
 from flopsbench.claims import (FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, Check, Source, direction_verdict, evaluate,
                                paper_claims, parse_claim)
 from flopsbench.cli.claims_cmd import VIEWS, render
@@ -24,7 +24,7 @@ from flopsbench.compare import MIN_SAMPLES, ratio_interval
 from flopsbench.paper import published
 from flopsbench.report import Report, Row
 from flopsbench.spec import TABLE1_SHAPES, Shape
-from operators.baselines import resolve_model
+from flopsbench_zoo.baselines import resolve_model
 from tests.conftest import make_report
 from tests.test_cli import invoke, stderr_lines
 from tests.test_hostile_output import CASES, GENERATED, SGR, Terminal, _commands, _unescaped_pipes
@@ -281,7 +281,7 @@ def test_every_claim_names_its_source_and_its_operands_are_the_registrys_default
                 assert data["params"] == dict(model.defaults) and data["shape"] == [3, *[model.input_resolution] * 2]
                 assert operand.label == model.paper_label and operand.label in table3
             else:
-                op = operators.get_operator(data["name"])
+                op = flopsbench_zoo.get_operator(data["name"])
                 assert data["params"] == dict(op.defaults) and operand.label == op.paper_label in table1
 
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import flopsbench.cli.options
 import flopsbench.runner
-import operators
+import flopsbench_zoo
 from flopsbench.backends import BACKENDS
 from flopsbench.cli import app
 from flopsbench.report import Report
@@ -144,9 +144,9 @@ def test_list_lists_every_operator(monkeypatch):
     lines = result.stdout.splitlines()
     models_at = next(i for i, line in enumerate(lines) if line.startswith("Models"))
     names = [line.split()[0] for line in lines[1:models_at]]
-    assert names == operators.list_operators() == ["conv", "gconv", "dwconv", "pwconv", "pconv"]
+    assert names == flopsbench_zoo.list_operators() == ["conv", "gconv", "dwconv", "pwconv", "pconv"]
     models = [line.split()[0] for line in lines[models_at + 1:]]
-    assert models == operators.list_models() and models[0] == "fasternet_t0"
+    assert models == flopsbench_zoo.list_models() and models[0] == "fasternet_t0"
     assert any(line.split()[0] == unavailable and "UNAVAILABLE" in line for line in lines)
     assert any(line.split()[0] == "pvt_tiny" and "224px" in line for line in lines)
 

@@ -30,7 +30,7 @@ from flopsbench.escaping import csv_text, markdown_text, plain_text
 from flopsbench.exporters import render
 from flopsbench.report import Report, Row
 from flopsbench.spec import Shape, Workload
-from operators.baselines import resolve_model
+from flopsbench_zoo.baselines import resolve_model
 from tests.conftest import conv_table1_row, make_report
 from tests.test_cli import _assert_one_line_error, invoke, stderr_lines
 from tests.test_hostile_output import (CASES, GENERATED, SGR, Terminal, _commands, _unescaped_pipes, markdown_tokens,

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-import operators
+import flopsbench_zoo
 from flopsbench.counting import count_flops
 from flopsbench.exporters import render
 from flopsbench.report import Row
 from flopsbench.spec import Execution, Shape, Workload
-from operators.fasternet import VARIANTS, build_fasternet
+from flopsbench_zoo.fasternet import VARIANTS, build_fasternet
 from tests.conftest import conv_table1_row, make_report
 
 
@@ -39,7 +39,7 @@ def test_relu_and_cat_are_listed_with_their_call_counts():
 
 
 def test_pconv_stack_lists_one_split_and_one_cat_per_layer():
-    op = operators.get_operator("pconv")
+    op = flopsbench_zoo.get_operator("pconv")
     layers = 3
     module = op.build_stack(16, layers, **op.resolve({})).eval()
     counted = count_flops(module, torch.randn(2, 16, 8, 8))

@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from flopsbench.paper import published
-from operators._registry import InvalidParameter
+from flopsbench_zoo._registry import InvalidParameter
 from flopsbench.counting import count_params_without_bn
-from operators.fasternet import VARIANTS, build_fasternet
-from operators.fusion import fuse_bn
-from operators.weights import load_official_weights
-from operators.models import ModelDef, get_model, list_models, register_model
+from flopsbench_zoo.fasternet import VARIANTS, build_fasternet
+from flopsbench_zoo.fusion import fuse_bn
+from flopsbench_zoo.weights import load_official_weights
+from flopsbench_zoo.models import ModelDef, get_model, list_models, register_model
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)

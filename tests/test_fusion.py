@@ -11,9 +11,9 @@ import flopsbench.runner
 from flopsbench.build import build_case
 from flopsbench.runner import fused_checked
 from flopsbench.spec import Execution, Shape, Workload
-from operators.baselines import resolve_model
-from operators.fasternet import build_fasternet
-from operators.fusion import conv_bn_pairs, fuse_bn, randomize_bn
+from flopsbench_zoo.baselines import resolve_model
+from flopsbench_zoo.fasternet import build_fasternet
+from flopsbench_zoo.fusion import conv_bn_pairs, fuse_bn, randomize_bn
 
 
 def image(channels: int = 8, side: int = 16, seed: int = 0) -> torch.Tensor:
@@ -183,7 +183,7 @@ def test_fold_of_a_half_precision_model_is_computed_in_fp32():
 def test_a_worker_folds_the_parents_pairs_without_tracing(monkeypatch):
     """Count here, time there: the pairs are found (a forward pass under a dispatch mode) in the
     parent and travel in the job; the worker folds them and traces nothing."""
-    import operators.fusion
+    import flopsbench_zoo.fusion
     from flopsbench.backends.torch_cpu import TorchCPU
 
     workload = Workload("fasternet_t0", Shape(3, 64, 64), 1, (("num_classes", 10),), kind="model", fuse_bn=True)
@@ -192,8 +192,8 @@ def test_a_worker_folds_the_parents_pairs_without_tracing(monkeypatch):
     def no_tracing(*args, **kwargs):
         raise AssertionError("a worker traced the model")
 
-    monkeypatch.setattr(operators.fusion, "conv_bn_pairs", no_tracing)
-    monkeypatch.setattr(operators.fusion, "_Trace", no_tracing)
+    monkeypatch.setattr(flopsbench_zoo.fusion, "conv_bn_pairs", no_tracing)
+    monkeypatch.setattr(flopsbench_zoo.fusion, "_Trace", no_tracing)
     case = {"workload": workload.to_dict(), "bn_pairs": [list(pair) for pair in pairs] + [["x", 1], "junk"]}
     prepared = TorchCPU().prepare(case, Execution())
     for conv, bn in pairs:

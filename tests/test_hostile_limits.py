@@ -26,8 +26,8 @@ from flopsbench.onnx_export import cached_export
 from flopsbench.report import Report
 from flopsbench.runner import run_all
 from flopsbench.spec import Execution, Shape, TimingBudget, Workload
-from operators import get_model
-from operators.weights import load_official_weights
+from flopsbench_zoo import get_model
+from flopsbench_zoo.weights import load_official_weights
 from tests.conftest import conv_table1_row, make_report, pconv_custom_row
 from tests.test_cli import _assert_one_line_error, invoke, stderr_lines
 

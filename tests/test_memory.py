@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-import operators
+import flopsbench_zoo
 from flopsbench.memory import MemoryAccessCounter, count_memory_access
 from flopsbench.spec import Shape, Workload
-from operators.conv import conv_layer
-from operators.pconv import PartialConv
+from flopsbench_zoo.conv import conv_layer
+from flopsbench_zoo.pconv import PartialConv
 
 F32 = 4
 
@@ -47,13 +47,13 @@ def test_conv_4x2x2_by_hand():
     # together 2·2·2·4 + 9·16 = 176 elements, the paper's Eq. 2.
     access = count_memory_access(conv_layer(4, 3).eval(), torch.randn(1, 4, 2, 2))
     assert (access.read_bytes, access.write_bytes) == (640, 64)
-    assert access.total_bytes == 4 * operators.get_operator("conv").memory_elements(4, 2, 2, 1, kernel_size=3)
+    assert access.total_bytes == 4 * flopsbench_zoo.get_operator("conv").memory_elements(4, 2, 2, 1, kernel_size=3)
 
 
 @pytest.mark.parametrize("name", ["conv", "gconv", "dwconv", "pwconv"])
 def test_convolutions_measure_exactly_the_paper_formula(name):
     """For plain convolutions, executed kernels move exactly what Eqs. 2/3 say, layer by layer."""
-    op = operators.get_operator(name)
+    op = flopsbench_zoo.get_operator(name)
     params = dict(op.defaults)
     module = op.build_stack(16, 3, **params).eval()
     access = count_memory_access(module, torch.randn(1, 16, 8, 8))
@@ -71,7 +71,7 @@ def test_pconv_split_cat_traffic():
     _no_view_traffic(access)
     _consistent(access)
     # Eq. 5 is only the conv part: h·w·2c_p + k²c_p² = 512 + 144 elements.
-    eq5 = operators.get_operator("pconv").memory_elements(16, 8, 8, 1, kernel_size=3, ratio=0.25)
+    eq5 = flopsbench_zoo.get_operator("pconv").memory_elements(16, 8, 8, 1, kernel_size=3, ratio=0.25)
     assert eq5 == 656
     assert access.total_bytes - F32 * eq5 == F32 * 2 * 1024  # the cat's extra copy
 
@@ -90,8 +90,8 @@ def test_pconv_slicing_traffic():
 
 def test_pconv_stack_scales_with_layers():
     one = count_memory_access(PartialConv(16).eval(), torch.randn(1, 16, 8, 8))
-    stack = operators.get_operator("pconv").build_stack(16, 3, kernel_size=3, ratio=0.25,
-                                                         forward_mode="split_cat").eval()
+    stack = flopsbench_zoo.get_operator("pconv").build_stack(16, 3, kernel_size=3, ratio=0.25,
+                                                              forward_mode="split_cat").eval()
     three = count_memory_access(stack, torch.randn(1, 16, 8, 8))
     assert (three.read_bytes, three.write_bytes) == (3 * one.read_bytes, 3 * one.write_bytes)
     assert three.by_op["aten::cat"].calls == 3

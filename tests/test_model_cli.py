@@ -16,7 +16,7 @@ import flopsbench.report
 from flopsbench.exporters import render
 from flopsbench.counting import count_params_without_bn
 from flopsbench.paper import published
-from operators import get_model
+from flopsbench_zoo import get_model
 from tests.test_baselines import with_unavailable_model
 from tests.test_cli import invoke, stderr_lines
 

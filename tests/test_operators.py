@@ -10,22 +10,22 @@ import pytest
 import torch
 from torch import nn
 
-import operators
+import flopsbench_zoo
 from flopsbench.counting import count_flops, count_params
 from flopsbench.paper import published
 from flopsbench.spec import TABLE1_SHAPES, Shape
-from operators.pconv import PartialConv, partial_channels
+from flopsbench_zoo.pconv import PartialConv, partial_channels
 
-ALL_OPS = operators.list_operators()
+ALL_OPS = flopsbench_zoo.list_operators()
 TABLE1_ROWS = published()["operators_table"]
 
 
 def defaults(name: str) -> dict:
-    return dict(operators.get_operator(name).defaults)
+    return dict(flopsbench_zoo.get_operator(name).defaults)
 
 
 def build(name: str, c: int, layers: int, **overrides) -> nn.Module:
-    op = operators.get_operator(name)
+    op = flopsbench_zoo.get_operator(name)
     return op.build_stack(c, layers, **op.resolve(overrides)).eval()
 
 
@@ -36,24 +36,24 @@ def test_registry_holds_the_five_operators_in_table1_order():
 
 
 def test_duplicate_registration_raises_and_keeps_the_original():
-    original = operators.get_operator("conv")
-    clone = operators.OperatorDef(name="conv", description="impostor", defaults={},
-                                  build=lambda c: nn.Identity(), macs=lambda c, h, w: 0,
-                                  memory_elements=lambda c, h, w, batch: 0)
+    original = flopsbench_zoo.get_operator("conv")
+    clone = flopsbench_zoo.OperatorDef(name="conv", description="impostor", defaults={},
+                                       build=lambda c: nn.Identity(), macs=lambda c, h, w: 0,
+                                       memory_elements=lambda c, h, w, batch: 0)
     with pytest.raises(ValueError, match="already registered"):
-        operators.register_operator(clone)
-    assert operators.get_operator("conv") is original
-    assert operators.list_operators() == ALL_OPS
+        flopsbench_zoo.register_operator(clone)
+    assert flopsbench_zoo.get_operator("conv") is original
+    assert flopsbench_zoo.list_operators() == ALL_OPS
 
 
 def test_unknown_operator_raises_keyerror_naming_the_known_ones():
     with pytest.raises(KeyError, match="pconv"):
-        operators.get_operator("foo")
+        flopsbench_zoo.get_operator("foo")
 
 
 def test_resolve_takes_only_parameters_the_operator_has():
-    assert operators.get_operator("pwconv").resolve({"kernel_size": 5, "groups": 2}) == {}
-    assert operators.get_operator("gconv").resolve({"groups": 4, "ratio": 0.5}) == {"kernel_size": 3, "groups": 4}
+    assert flopsbench_zoo.get_operator("pwconv").resolve({"kernel_size": 5, "groups": 2}) == {}
+    assert flopsbench_zoo.get_operator("gconv").resolve({"groups": 4, "ratio": 0.5}) == {"kernel_size": 3, "groups": 4}
 
 
 # --- FLOPs: fvcore vs the analytic formula, whole registry ----------------------------------------
@@ -64,7 +64,7 @@ def test_fvcore_flops_equal_analytic_macs_times_layers(name, batch):
     c, h, w, layers = 16, 8, 8, 2
     module = build(name, c, layers)
     counted = count_flops(module, torch.randn(batch, c, h, w))
-    expected = batch * layers * operators.get_operator(name).macs(c, h, w, **defaults(name))
+    expected = batch * layers * flopsbench_zoo.get_operator(name).macs(c, h, w, **defaults(name))
     assert counted.total == expected
     assert counted.unsupported_ops == {}
 
@@ -81,7 +81,7 @@ HAND_MACS_16x8x8 = {
 
 @pytest.mark.parametrize("name", ALL_OPS)
 def test_analytic_macs_match_hand_values(name):
-    assert operators.get_operator(name).macs(16, 8, 8, **defaults(name)) == HAND_MACS_16x8x8[name]
+    assert flopsbench_zoo.get_operator(name).macs(16, 8, 8, **defaults(name)) == HAND_MACS_16x8x8[name]
 
 
 def test_fvcore_counts_non_default_parameters():
@@ -94,7 +94,7 @@ def test_fvcore_counts_non_default_parameters():
 
 @pytest.mark.parametrize("name", ALL_OPS)
 def test_params_match_weight_count(name):
-    op = operators.get_operator(name)
+    op = flopsbench_zoo.get_operator(name)
     # one layer's weights = its macs per output pixel (k²·c·c/g), no bias
     assert count_params(build(name, 16, 3)) == 3 * op.macs(16, 1, 1, **defaults(name))
 
@@ -110,7 +110,7 @@ def test_same_padding_keeps_the_shape(name, kernel_size):
 # --- the paper's Table 1 --------------------------------------------------------------------------
 
 def _op_for_label(label: str) -> str:
-    names = [n for n in ALL_OPS if operators.get_operator(n).paper_label == label]
+    names = [n for n in ALL_OPS if flopsbench_zoo.get_operator(n).paper_label == label]
     assert len(names) == 1, f"no single registered operator for Table 1 row {label!r}"
     return names[0]
 
@@ -126,7 +126,7 @@ def _truncated(flops: int, decimals: int) -> Decimal:
 
 
 def test_table1_covers_every_paper_labelled_operator_at_every_shape():
-    labelled = {operators.get_operator(n).paper_label for n in ALL_OPS} - {None}
+    labelled = {flopsbench_zoo.get_operator(n).paper_label for n in ALL_OPS} - {None}
     seen = {(r["operator"], (r["feature_map"]["c"], r["feature_map"]["h"], r["feature_map"]["w"]))
             for r in TABLE1_ROWS}
     assert {label for label, _ in seen} == labelled
@@ -142,7 +142,7 @@ def test_fvcore_matches_table1_printed_flops(entry):
     assert entry["layers_stacked"] == 10
     module = build(name, fm["c"], 10)
     flops = count_flops(module, torch.randn(1, fm["c"], fm["h"], fm["w"])).total
-    assert flops == 10 * operators.get_operator(name).macs(fm["c"], fm["h"], fm["w"], **defaults(name))
+    assert flops == 10 * flopsbench_zoo.get_operator(name).macs(fm["c"], fm["h"], fm["w"], **defaults(name))
     printed = Decimal(json.dumps(entry["flops_M_total_10_layers"]))
     assert _truncated(flops, _decimals(entry["flops_M_total_10_layers"])) == printed
 
@@ -154,7 +154,7 @@ def test_table1_printed_flops_are_truncated_not_rounded():
     for entry in TABLE1_ROWS:
         name = _op_for_label(entry["operator"])
         fm = entry["feature_map"]
-        flops = 10 * operators.get_operator(name).macs(fm["c"], fm["h"], fm["w"], **defaults(name))
+        flops = 10 * flopsbench_zoo.get_operator(name).macs(fm["c"], fm["h"], fm["w"], **defaults(name))
         d = _decimals(entry["flops_M_total_10_layers"])
         printed = Decimal(json.dumps(entry["flops_M_total_10_layers"]))
         rounded = (Decimal(flops) / 10**6).quantize(Decimal(1).scaleb(-d), rounding="ROUND_HALF_UP")
@@ -184,13 +184,13 @@ def test_conv_ten_layers_at_96x56x56_is_exactly_2601123840():
      2 * 2 * 2 * 2 * 4 + 9 * 4 * 4),                                               # c_p = 4: 208
 ])
 def test_memory_formula_by_hand(name, c, h, w, batch, params, expected):
-    assert operators.get_operator(name).memory_elements(c, h, w, batch, **params) == expected
+    assert flopsbench_zoo.get_operator(name).memory_elements(c, h, w, batch, **params) == expected
 
 
 def test_pconv_memory_ignores_untouched_channels():
     """Eq. 5 at r = 1/4 is the conv formula at c_p = c/4: the other 3c/4 channels cost nothing."""
-    pconv = operators.get_operator("pconv").memory_elements(96, 56, 56, 1, **defaults("pconv"))
-    conv = operators.get_operator("conv").memory_elements(24, 56, 56, 1, kernel_size=3)
+    pconv = flopsbench_zoo.get_operator("pconv").memory_elements(96, 56, 56, 1, **defaults("pconv"))
+    conv = flopsbench_zoo.get_operator("conv").memory_elements(24, 56, 56, 1, kernel_size=3)
     assert pconv == conv == 56 * 56 * 2 * 24 + 9 * 24 * 24
 
 
@@ -230,11 +230,11 @@ def test_pconv_split_cat_trains():
 
 @pytest.mark.parametrize("c, ratio", [(10, 0.25), (16, 0.3), (16, 0.0), (16, 1.5), (3, 0.25)])
 def test_pconv_non_integral_channels_raise_invalid_parameter(c, ratio):
-    with pytest.raises(operators.InvalidParameter) as info:
+    with pytest.raises(flopsbench_zoo.InvalidParameter) as info:
         PartialConv(c, ratio)
     assert info.value.param == "ratio"
-    with pytest.raises(operators.InvalidParameter) as info:
-        operators.get_operator("pconv").build_stack(c, 1, kernel_size=3, ratio=ratio, forward_mode="split_cat")
+    with pytest.raises(flopsbench_zoo.InvalidParameter) as info:
+        flopsbench_zoo.get_operator("pconv").build_stack(c, 1, kernel_size=3, ratio=ratio, forward_mode="split_cat")
     assert info.value.param == "ratio"
 
 
@@ -244,8 +244,8 @@ def test_partial_channels(c, ratio, expected):
 
 
 def test_pconv_unknown_forward_mode_raises():
-    with pytest.raises(operators.InvalidParameter) as info:
-        operators.get_operator("pconv").check(16, kernel_size=3, ratio=0.25, forward_mode="fast")
+    with pytest.raises(flopsbench_zoo.InvalidParameter) as info:
+        flopsbench_zoo.get_operator("pconv").check(16, kernel_size=3, ratio=0.25, forward_mode="fast")
     assert info.value.param == "forward_mode"
 
 
@@ -259,8 +259,8 @@ def test_pconv_unknown_forward_mode_raises():
     ("pconv", 16, {"kernel_size": 4, "ratio": 0.25, "forward_mode": "split_cat"}, "kernel_size"),
 ])
 def test_check_raises_invalid_parameter_naming_it(name, c, params, param):
-    with pytest.raises(operators.InvalidParameter) as info:
-        operators.get_operator(name).build_stack(c, 1, **params)
+    with pytest.raises(flopsbench_zoo.InvalidParameter) as info:
+        flopsbench_zoo.get_operator(name).build_stack(c, 1, **params)
     assert info.value.param == param
 
 

@@ -10,7 +10,7 @@ import platform
 import pytest
 import torch
 
-import operators
+import flopsbench_zoo
 from flopsbench.onnx_export import cached_export, content_key, read_metadata
 from flopsbench.ort_runtime import make_session
 from flopsbench.report import Report
@@ -33,9 +33,9 @@ def _run(workloads, **execution):
     return run_all(report, workloads).rows
 
 
-@pytest.mark.parametrize("name", operators.list_operators())
+@pytest.mark.parametrize("name", flopsbench_zoo.list_operators())
 def test_every_operator_matches_torch_under_onnxruntime(name):
-    params = tuple(operators.get_operator(name).defaults.items())
+    params = tuple(flopsbench_zoo.get_operator(name).defaults.items())
     (row,) = _run([Workload(name, Shape(32, 12, 12), 2, params)])
     assert row.status == "ok", row.error
     assert row.runtime["max_abs_diff_vs_torch"] < 1e-4
@@ -49,8 +49,8 @@ def test_slicing_pconv_is_exported_as_split_cat():
 
 
 def test_fasternet_t0_matches_torch_under_onnxruntime():
-    workload = Workload("fasternet_t0", Shape(3, 224, 224), 1, tuple(operators.get_model("fasternet_t0").defaults.items()),
-                        kind="model", fuse_bn=True)
+    workload = Workload("fasternet_t0", Shape(3, 224, 224), 1,
+                        tuple(flopsbench_zoo.get_model("fasternet_t0").defaults.items()), kind="model", fuse_bn=True)
     (row,) = _run([workload])
     assert row.status == "ok", row.error
     assert row.runtime["max_abs_diff_vs_torch"] < 1e-3

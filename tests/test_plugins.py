@@ -15,8 +15,8 @@ from flopsbench.backends import Backend
 from flopsbench.backends.ort import OnnxRuntime
 from flopsbench.spec import Execution, Shape, Workload
 from flopsbench.transport import FreshProcesses
-from operators._registry import _OPERATORS
-from operators.models import _MODELS
+from flopsbench_zoo._registry import _OPERATORS
+from flopsbench_zoo.models import _MODELS
 from tests.test_cli import _assert_one_line_error, invoke, stderr_lines
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "custom_operator.py"
@@ -125,8 +125,8 @@ def test_an_installed_plugin_loads_through_its_entry_point(tmp_path, monkeypatch
 ])
 def test_a_plugin_that_cannot_load_is_one_line(tmp_path, plugin, says):
     (tmp_path / "raises.py").write_text("raise RuntimeError('broken on purpose')\n")
-    (tmp_path / "conv.py").write_text("import operators\n"
-                                      "operators.register_operator(operators.get_operator('conv'))\n")
+    (tmp_path / "conv.py").write_text("import flopsbench_zoo\n"
+                                      "flopsbench_zoo.register_operator(flopsbench_zoo.get_operator('conv'))\n")
     plugin = {"RAISES": tmp_path / "raises.py", "CONV": tmp_path / "conv.py"}.get(plugin, plugin)
     result = invoke(["ops", "--plugin", plugin, "--op", "conv"])
     _assert_one_line_error(result, "--plugin")

@@ -1,4 +1,4 @@
-"""PVT v1 and CycleMLP (operators/pvt.py, operators/cyclemlp.py): the official architectures and
+"""PVT v1 and CycleMLP (flopsbench_zoo/pvt.py, flopsbench_zoo/cyclemlp.py): the official architectures and
 key names, Table 3's params and FLOPs at its printed precision, the deform_conv2d FLOP handle,
 and the onnxruntime path."""
 
@@ -14,8 +14,8 @@ import torch
 from flopsbench.counting import count_flops, count_params
 from flopsbench.onnx_export import compare_with_torch, export
 from flopsbench.ort_runtime import make_session
-from operators import get_model
-from operators.weights import load_official_weights
+from flopsbench_zoo import get_model
+from flopsbench_zoo.weights import load_official_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE3 = {row["name"]: row for row in
@@ -97,7 +97,7 @@ def test_deform_conv2d_flops_are_the_convs_multiply_adds():
 def test_cycle_fc_block_flops_by_hand():
     """One CycleMLP token mixer at dim 8 on 4×4: three channel FCs (two of them Cycle FC) and
     the projection, 4 · 16 · 8 · 8 multiply-adds, plus the reweighting MLP on the pooled vector."""
-    from operators.cyclemlp import CycleMLP
+    from flopsbench_zoo.cyclemlp import CycleMLP
 
     flops = count_flops(CycleMLP(8).eval(), torch.randn(1, 4, 4, 8))
     assert flops.by_operator["deform_conv2d"] == 2 * 16 * 8 * 8
@@ -108,7 +108,7 @@ def test_cycle_fc_block_flops_by_hand():
 def test_cycle_fc_is_a_channel_fc_on_channels_shifted_by_their_index():
     """Channel i is read at a shift of (i + 1) mod 3 - 1 along W for (1, 3), along H for (3, 1),
     zero beyond the border, as the official offsets make deform_conv2d do."""
-    from operators.cyclemlp import CycleFC
+    from flopsbench_zoo.cyclemlp import CycleFC
 
     x = torch.randn(2, 7, 5, 6)
     for kernel, dim in (((1, 3), 3), ((3, 1), 2)):

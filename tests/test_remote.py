@@ -24,7 +24,7 @@ FAKE_SSH = ROOT / "tests" / "fake_ssh"
 SITECUSTOMIZE = '''\
 import importlib.abc, importlib.machinery, sys
 DEVICE_TMP = {tmp!r}
-BLOCKED = {{"torch", "fvcore", "typer", "rich", "pandas", "pydantic", "timm", "torchvision", "onnx", "operators"}}
+BLOCKED = {{"torch", "fvcore", "typer", "rich", "pandas", "pydantic", "timm", "torchvision", "onnx", "flopsbench_zoo"}}
 
 
 class DeviceOnly(importlib.abc.MetaPathFinder):

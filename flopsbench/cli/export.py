@@ -19,7 +19,7 @@ from flopsbench.report import Row
 from flopsbench.build import build_case
 from flopsbench.runner import count_case
 from flopsbench.spec import Execution, Workload
-from operators.pconv import FORWARD_MODES
+from flopsbench_zoo.pconv import FORWARD_MODES
 
 
 @app.command("export")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-import operators
+import flopsbench_zoo
 from flopsbench.cli import app
 from flopsbench.cli.options import Plugins, load_plugins
 
@@ -14,12 +14,12 @@ def list_command(plugin: Plugins = None) -> None:
     """List the registered operators and models, one line each (with those of any plugin)."""
     load_plugins(plugin)
     typer.echo("Operators (flopsbench ops --op NAME):")
-    for name in operators.list_operators():
-        op = operators.get_operator(name)
+    for name in flopsbench_zoo.list_operators():
+        op = flopsbench_zoo.get_operator(name)
         defaults = ", ".join(f"{k}={v}" for k, v in op.defaults.items())
         typer.echo(f"  {name:22} {op.description}" + (f"  [{defaults}]" if defaults else ""))
     typer.echo("Models (flopsbench model NAME; any timm model as timm:NAME):")
-    for name in operators.list_models():
-        model = operators.get_model(name)
+    for name in flopsbench_zoo.list_models():
+        model = flopsbench_zoo.get_model(name)
         state = f"UNAVAILABLE: {model.unavailable}" if model.unavailable else f"{model.input_resolution}px"
         typer.echo(f"  {name:22} {model.description}  [{state}]")

@@ -6,13 +6,13 @@ from typing import Optional
 
 import typer
 
-import operators
+import flopsbench_zoo
 from flopsbench import validation, workloads
 from flopsbench.cli import app
 from flopsbench.cli.options import (Plugins, SharedOptions, check_choice, host_batch, integer, load_plugins,
                                     parse_names, parse_ratio, run_and_report, validated, with_shared_options)
 from flopsbench.spec import TABLE1_SHAPES
-from operators.pconv import FORWARD_MODES
+from flopsbench_zoo.pconv import FORWARD_MODES
 
 
 @app.command("ops")
@@ -38,7 +38,7 @@ def ops_command(
     settings = shared.settings("ops")
     check_choice(pconv_mode, FORWARD_MODES, "--pconv-mode")
     validated(validation.check_range, layers, "--layers", 1, validation.MAX_LAYERS)
-    names = parse_names(op, operators.list_operators(), "--op")
+    names = parse_names(op, flopsbench_zoo.list_operators(), "--op")
     shapes = validated(workloads.parse_shapes, shape, TABLE1_SHAPES)
     overrides = workloads.given(kernel_size=kernel, groups=groups, forward_mode=pconv_mode,
                                 ratio=None if ratio is None else parse_ratio(ratio))

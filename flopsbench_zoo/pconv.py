@@ -8,8 +8,8 @@ from fractions import Fraction
 import torch
 from torch import nn
 
-from operators._registry import InvalidParameter, OperatorDef, register_operator
-from operators.conv import check_kernel
+from flopsbench_zoo._registry import InvalidParameter, OperatorDef, register_operator
+from flopsbench_zoo.conv import check_kernel
 
 FORWARD_MODES = ("split_cat", "slicing")
 

@@ -6,13 +6,13 @@ library's own name (``mobilenetv2_100``, ``shufflenet_v2_x1_5`` …) so users re
 Models are built with random weights (never pretrained: nothing is downloaded).
 
 timm and torchvision are imported inside the builders, not here: importing timm alone costs
-1.5–2 s, and ``import operators`` must stay fast. For the same reason ``input_resolution`` is
+1.5–2 s, and ``import flopsbench_zoo`` must stay fast. For the same reason ``input_resolution`` is
 stored in the table rather than read from timm at import time; the tests check it against
 timm's ``pretrained_cfg['input_size']`` (the default tag's), and torchvision's classifiers are
 all 224.
 
 Table 3 rows that neither library has, PVT v1 and CycleMLP, are defined in this package from
-their authors' code (``operators/pvt.py``, ``operators/cyclemlp.py``, official module names) and
+their authors' code (``flopsbench_zoo/pvt.py``, ``flopsbench_zoo/cyclemlp.py``, official module names) and
 registered under the official model names, lower-cased (``pvt_tiny`` …, ``cyclemlp_b1`` …);
 those modules are imported inside the builders too (CycleMLP needs torchvision).
 
@@ -35,8 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from operators._registry import InvalidParameter
-from operators.models import ModelDef, get_model, list_models, register_model
+from flopsbench_zoo._registry import InvalidParameter
+from flopsbench_zoo.models import ModelDef, get_model, list_models, register_model
 
 TIMM_PREFIX = "timm:"
 DEFAULTS = {"num_classes": 1000, "seed": None}
@@ -91,12 +91,12 @@ BASELINES: tuple[Baseline, ...] = (
 
 @dataclass(frozen=True)
 class OwnBaseline:
-    """A Table 3 baseline no library has, defined in ``operators``: ``module``'s ``builder``
+    """A Table 3 baseline no library has, defined in ``flopsbench_zoo``: ``module``'s ``builder``
     builds ``variant``."""
 
     name: str        # the official model name, lower-cased; the registered name
     paper_label: str
-    module: str      # the operators module defining the family
+    module: str      # the flopsbench_zoo module defining the family
     builder: str     # its builder, called as builder(variant, num_classes=..., seed=...)
     variant: str
     source: str      # the official code it follows
@@ -107,13 +107,13 @@ _PVT_SOURCE = "PVT v1 (Wang et al., ICCV 2021), official github.com/whai362/PVT"
 _CYCLEMLP_SOURCE = "CycleMLP (Chen et al., ICLR 2022), official github.com/ShoufaChen/CycleMLP"
 
 OWN_BASELINES: tuple[OwnBaseline, ...] = (
-    OwnBaseline("pvt_tiny", "PVT-Tiny", "operators.pvt", "build_pvt", "tiny", _PVT_SOURCE),
-    OwnBaseline("pvt_small", "PVT-Small", "operators.pvt", "build_pvt", "small", _PVT_SOURCE),
-    OwnBaseline("pvt_medium", "PVT-Medium", "operators.pvt", "build_pvt", "medium", _PVT_SOURCE),
-    OwnBaseline("pvt_large", "PVT-Large", "operators.pvt", "build_pvt", "large", _PVT_SOURCE),
-    OwnBaseline("cyclemlp_b1", "CycleMLP-B1", "operators.cyclemlp", "build_cyclemlp", "b1", _CYCLEMLP_SOURCE,
+    OwnBaseline("pvt_tiny", "PVT-Tiny", "flopsbench_zoo.pvt", "build_pvt", "tiny", _PVT_SOURCE),
+    OwnBaseline("pvt_small", "PVT-Small", "flopsbench_zoo.pvt", "build_pvt", "small", _PVT_SOURCE),
+    OwnBaseline("pvt_medium", "PVT-Medium", "flopsbench_zoo.pvt", "build_pvt", "medium", _PVT_SOURCE),
+    OwnBaseline("pvt_large", "PVT-Large", "flopsbench_zoo.pvt", "build_pvt", "large", _PVT_SOURCE),
+    OwnBaseline("cyclemlp_b1", "CycleMLP-B1", "flopsbench_zoo.cyclemlp", "build_cyclemlp", "b1", _CYCLEMLP_SOURCE,
                 ("torchvision",)),
-    OwnBaseline("cyclemlp_b2", "CycleMLP-B2", "operators.cyclemlp", "build_cyclemlp", "b2", _CYCLEMLP_SOURCE,
+    OwnBaseline("cyclemlp_b2", "CycleMLP-B2", "flopsbench_zoo.cyclemlp", "build_cyclemlp", "b2", _CYCLEMLP_SOURCE,
                 ("torchvision",)),
 )
 
@@ -165,7 +165,7 @@ _LIBRARY_CALLS = {"timm": "timm.create_model({!r}, pretrained=False)",
 
 
 def build_own(baseline: OwnBaseline, *, num_classes: int = 1000, seed: int | None = None) -> nn.Module:
-    """``baseline``'s model from its ``operators`` module, randomly initialised the official way."""
+    """``baseline``'s model from its ``flopsbench_zoo`` module, randomly initialised the official way."""
     _check_num_classes(num_classes)
     builder = getattr(importlib.import_module(baseline.module), baseline.builder)  # lazily: torchvision
     return builder(baseline.variant, num_classes=num_classes, seed=seed)

@@ -5,7 +5,7 @@ Module and attribute names follow the official release (github.com/JierunChen/Fa
 
     patch_embed.proj / patch_embed.norm                      Conv k4 s4 (no bias) + BN
     stages.{0,2,4,6}.blocks.{j}                              BasicStage -> MLPBlock
-        .spatial_mixing.partial_conv3                        PConv (operators.pconv.PartialConv)
+        .spatial_mixing.partial_conv3                        PConv (flopsbench_zoo.pconv.PartialConv)
         .mlp.0 / .mlp.1 / .mlp.2 / .mlp.3                    Conv1×1 dim->2dim, BN, act, Conv1×1 2dim->dim
     stages.{1,3,5}.reduction / .norm                         PatchMerging: Conv k2 s2 (no bias) + BN
     avgpool_pre_head.1                                       AdaptiveAvgPool2d(1), Conv1×1 -> 1280, act
@@ -26,9 +26,9 @@ from functools import partial
 import torch
 from torch import nn
 
-from operators._registry import InvalidParameter
-from operators.models import ModelDef, register_model
-from operators.pconv import FORWARD_MODES, PartialConv
+from flopsbench_zoo._registry import InvalidParameter
+from flopsbench_zoo.models import ModelDef, register_model
+from flopsbench_zoo.pconv import FORWARD_MODES, PartialConv
 
 ACTIVATIONS = ("gelu", "relu")
 

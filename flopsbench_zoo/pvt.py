@@ -13,7 +13,7 @@ its v1 code, also ``classification/pvt.py``), so its checkpoints load strictly:
     norm, cls_token, head                        final LayerNorm, class token, Linear classifier
 
 Each variant is data (``VARIANTS``) plus one builder, registered as ``pvt_tiny`` … ``pvt_large``
-by ``operators.baselines``. Dropout and stochastic depth are training-time options and are left out
+by ``flopsbench_zoo.baselines``. Dropout and stochastic depth are training-time options and are left out
 (``pos_drop{i}`` is an ``nn.Identity``: no state, so keys are unaffected).
 
 The model is built for 224×224, as officially, and its forward is ``classification/pvt.py``'s:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from operators._registry import InvalidParameter, OperatorDef, register_operator
+from flopsbench_zoo._registry import InvalidParameter, OperatorDef, register_operator
 
 
 def conv_layer(channels: int, kernel_size: int = 3, groups: int = 1) -> nn.Conv2d:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 from torch import nn
 
-from operators._registry import InvalidParameter, Registry
+from flopsbench_zoo._registry import InvalidParameter, Registry
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ DeformConv (opset 19, which onnxruntime's CPU provider runs), and ``CycleNet.onn
 the exporter for that opset.
 
 Each variant is data (``VARIANTS``) plus one builder, registered as ``cyclemlp_b1`` and
-``cyclemlp_b2`` by ``operators.baselines``. Stochastic depth and dropout are training-time
+``cyclemlp_b2`` by ``flopsbench_zoo.baselines``. Stochastic depth and dropout are training-time
 options and are left out (no state, so keys are unaffected).
 """
 
@@ -41,8 +41,8 @@ from torch.onnx import symbolic_helper
 
 try:
     from torchvision.ops import deform_conv2d
-except ModuleNotFoundError as exc:  # a core install; operators.baselines registers CycleMLP unavailable
-    from operators.baselines import missing_extra
+except ModuleNotFoundError as exc:  # a core install; flopsbench_zoo.baselines registers CycleMLP unavailable
+    from flopsbench_zoo.baselines import missing_extra
 
     _reason = missing_extra(("torchvision",))
     if _reason is None:  # torchvision is there: some other import failed
