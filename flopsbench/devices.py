@@ -20,14 +20,10 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover -- Python 3.10
-    import tomli as tomllib
+from flopsbench.tomlfile import read_toml
 
 TRANSPORTS = ("local", "ssh")
 KINDS = ("cpu", "cuda", "arm")
@@ -78,14 +74,7 @@ def default_path() -> Path:
 def load_inventory(path: str | Path | None = None) -> dict[str, Device]:
     """Every device of the inventory at ``path`` (default_path() if None), by name."""
     path = Path(path) if path is not None else default_path()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InventoryError(f"{path}: no such file; write one (see docs/devices.md) or give --devices FILE") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError(f"{path}: cannot be read ({exc.__class__.__name__}: {exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InventoryError(f"{path}: not TOML ({exc})") from None
+    data = read_toml(path, InventoryError, "write one (see docs/devices.md) or give --devices FILE")
     unknown = set(data) - {"devices"}
     if unknown:
         raise InventoryError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}; devices go under [devices.NAME]")

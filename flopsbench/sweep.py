@@ -35,11 +35,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
 from flopsbench.devices import Device, InventoryError, load_inventory
+from flopsbench.tomlfile import read_toml
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover -- Python 3.10
-    import tomli as tomllib
 
 COMMANDS = ("ops", "model")
 PLAN_KEYS = ("devices", "cases")
@@ -159,7 +156,7 @@ def load_plan(path: Path | str, check_options: Callable[[Case, str], None] | Non
     shapes. ``check_options(case, where)`` checks a case's options (the CLI parses them as its
     command would: ``flopsbench.cli.sweep_cmd``)."""
     path = Path(path)
-    data = _read_toml(path)
+    data = read_toml(path, PlanError, "write a plan (see docs/sweep.md)", MAX_PLAN_BYTES)
     unknown = sorted(set(data) - set(PLAN_KEYS))
     if unknown:
         raise PlanError(f"{path}: unknown key {unknown[0]!r}; a plan has {' and '.join(PLAN_KEYS)}")
@@ -181,19 +178,6 @@ def load_plan(path: Path | str, check_options: Callable[[Case, str], None] | Non
     if count > MAX_JOBS:
         raise PlanError(f"{path}: {count:,} jobs, more than {MAX_JOBS:,}; split the plan")
     return plan
-
-
-def _read_toml(path: Path) -> dict:
-    try:
-        if path.stat().st_size > MAX_PLAN_BYTES:
-            raise PlanError(f"{path}: larger than {MAX_PLAN_BYTES >> 20} MiB, more than any plan")
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlanError(f"{path}: no such file; write a plan (see docs/sweep.md)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PlanError(f"{path}: not TOML ({exc})") from None
 
 
 def _case(entry: object, where: str, inventory: dict[str, Device],
