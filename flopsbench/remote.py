@@ -54,6 +54,7 @@ class SshWorkers(FreshProcesses):
         self.device, self.preload = device, tuple(preload)
         self.directory: str | None = None
         self.shipped: dict[str, str] = {}  # local ONNX path -> its path on the device
+        self.failure: str | None = None  # why the last job could not be sent
         super().__init__(preload)  # self.command is set once the directory exists (connect)
         # A terminal's Ctrl-C reaches the whole foreground group: ssh would die of it, and the samples
         # with it. In a session of its own it does not; the signal is passed on as the worker's pid.
@@ -139,8 +140,13 @@ class SshWorkers(FreshProcesses):
         super().start(count)
 
     def run(self, job: dict, on_event: OnEvent) -> int | None:
-        self.connect()
-        return super().run(self.ship(job), on_event)
+        try:
+            self.connect()
+            job = self.ship(job)
+        except RemoteError as exc:  # the connection went while the run goes on: its cases fail, saying why
+            self.failure = str(exc)
+            return LOST
+        return super().run(job, on_event)
 
     def interrupt(self, process: subprocess.Popen) -> None:
         self._signal_there(process, "INT")
@@ -160,6 +166,9 @@ class SshWorkers(FreshProcesses):
             process.kill()  # unreachable: the connection ends, the rows left become errors
 
     def ended(self, exit_code: int | None) -> str:
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            return failure
         if exit_code == LOST:
             return f"the ssh connection to {self.device.name} was lost (ssh exit code 255) before the worker answered"
         return f"the worker on {self.device.name} ended (exit code {exit_code}) before answering"

@@ -143,6 +143,17 @@ def test_a_dropped_connection_keeps_the_samples_taken_and_fails_the_rest(device,
     assert left_there(device) == []
 
 
+def test_a_file_that_cannot_be_shipped_fails_its_rows_in_one_line_each(device, tmp_path):
+    out = tmp_path / "out.json"
+    process = flopsbench(device, "--op", "pwconv", *QUICK, "--rounds", "1", "--format", "json", "-o", str(out),
+                         env={"FAKE_SCP_FAIL_ONNX": "1"})
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1 and "Traceback" not in stderr, stderr
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["status"] == "error" and "No space left on device" in row["error"] and "board" in row["error"]
+    assert left_there(device) == []
+
+
 def _remote_worker_timing(root: Path) -> int | None:
     """The pid of a worker running in the device's directory with all its threads pinned (it
     times then), or None."""
