@@ -58,9 +58,10 @@ class ScriptedTransport:
 
     def __init__(self, script):
         self.script, self.jobs = script, []
+        self.started: list[tuple[int, int]] = []  # (workers asked for, jobs run before)
 
     def start(self, count: int = 1) -> None:
-        pass
+        self.started.append((count, len(self.jobs)))
 
     def close(self) -> None:
         pass

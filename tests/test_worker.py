@@ -218,6 +218,31 @@ def test_a_precise_row_takes_no_more_rounds():
     assert all(row.round_sizes == [20, 20] and row.status == "ok" for row in report.rows)
 
 
+@pytest.mark.parametrize("precise, stop_ci, started", [
+    (True, 0.01, [(2, 0)]),  # the two rounds every row takes; none of the rest was needed
+    (False, 0.01, [(2, 0), (2, 2)]),  # the third round starts the last two at once
+    (False, 0.0, [(4, 0)]),  # no row stops early: every round's worker imports while counting
+])
+def test_workers_are_started_ahead_for_the_rounds_that_will_run(precise, stop_ci, started):
+    """Each worker imports torch (~1.5 s of CPU): four of them slowed a one-model count from 1.5 to
+    4.4 s on 2 cores, for rounds that a precise row never runs."""
+    samples = [0.001] * 20 if precise else [0.001, 0.002] * 10  # the second: a median known to ±50 %
+
+    def script(job, number):
+        return [{"event": "start", "pid": number},
+                *[{"event": "samples", "id": case["id"], "samples_s": samples, "complete": True}
+                  for case in job["cases"]], {"event": "done"}], 0
+
+    execution = Execution(budget=replace(Execution().budget, min_runs=10, stop_ci=stop_ci))
+    report = Report("ops", execution, {})
+    cases = _cases(1)
+    report.rows = [case.row for case in cases]
+    transport = ScriptedTransport(script)
+    measure(report, cases, transport)
+    assert transport.started == started
+    assert len(transport.jobs) == (2 if precise and stop_ci else 4)
+
+
 # --- Ctrl-C, for real ---------------------------------------------------------------------------------
 
 def _pinned_worker(session: int) -> int | None:
