@@ -1,13 +1,13 @@
 """How a job reaches a worker process and its events come back.
 
 ``FreshProcesses`` is the default: every job runs in a new interpreter, ``python -m
-flopsbench.worker`` (flopsbench.remote's SshWorkers starts it on another machine, over ssh).
-A new interpreter, not a fork of one: a forked process inherits its parent's
-address-space layout, and on the development VM layout alone moved pwconv 96x56x56 between 6.6
-and 10-13 ms, so rounds forked from one parent all drew the same layout instead of sampling it.
-Importing torch takes ~2 s, so ``start(count)`` launches workers of a run ahead
-(rounds.workers_ahead), to import while the parent counts; a job is handed over only once no worker is still importing, so that
-nothing else runs while one times. ``InProcess`` runs the job in this very process, for tests of
+flopsbench.worker`` (flopsbench.remote's SshWorkers starts it on another machine, over ssh). A
+new interpreter, not a fork of one: a forked process inherits its parent's address-space layout,
+and on the development VM layout alone moved pwconv 96x56x56 between 6.6 and 10-13 ms, so rounds
+forked from one parent all drew the same layout instead of sampling it. Importing torch takes
+~2 s, so ``start(count)`` launches workers of a run ahead (rounds.workers_ahead), to import while
+the parent counts; a job is handed over only once no worker is still importing, so that nothing
+else runs while one times. ``InProcess`` runs the job in this very process, for tests of
 the orchestration with mock backends only: it is not isolated.
 
 ``run(job, on_event)`` returns the worker's exit code (None if it could not be started).

@@ -181,8 +181,8 @@ def test_ctrl_c_stops_the_worker_there_and_keeps_its_samples(device, tmp_path, t
     round and sends the samples it took."""
     out = tmp_path / "out.json"
     process = flopsbench(device, "--op", "pwconv", "--shape", "64x56x56", "--layers", "1", "--min-time", "60",
-                         "--max-runs", "1000000", "--rounds", "2", "--warmup", "0", "--stop-ci", "0", "--format", "json", "-o", str(out),
-                         start_new_session=True)
+                         "--max-runs", "1000000", "--rounds", "2", "--warmup", "0", "--stop-ci", "0",
+                         "--format", "json", "-o", str(out), start_new_session=True)
     try:
         deadline, seen = time.monotonic() + 120, []
         while time.monotonic() < deadline and (len(seen) < 3 or len(set(seen[-3:])) != 1 or seen[-1] is None):
@@ -201,5 +201,6 @@ def test_ctrl_c_stops_the_worker_there_and_keeps_its_samples(device, tmp_path, t
     (row,) = json.loads(out.read_text())["rows"]
     assert row["status"] == "ok" and row["round_sizes"][0] > 10 and len(row["samples_s"]) == sum(row["round_sizes"])
     assert any(c["command"] == f"kill -INT {worker}" for c in log(device, "ssh"))
-    assert not Path(f"/proc/{worker}").exists() or b"flopsbench.worker" not in Path(f"/proc/{worker}/cmdline").read_bytes()
+    gone = not Path(f"/proc/{worker}").exists()
+    assert gone or b"flopsbench.worker" not in Path(f"/proc/{worker}/cmdline").read_bytes()
     assert left_there(device) == []

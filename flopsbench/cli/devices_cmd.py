@@ -81,7 +81,8 @@ def show(records: list[dict]) -> None:
         if not found:
             continue
         bits = f", {found['userland_bits']}-bit userland" if found.get("userland_bits") else ""
-        for label, value in (("machine", f"{environment.get('machine', '?')}{bits}, {environment.get('cpu_model', '?')}"),
+        machine = f"{environment.get('machine', '?')}{bits}, {environment.get('cpu_model', '?')}"
+        for label, value in (("machine", machine),
                              ("python", environment.get("python", "?")),
                              ("onnxruntime", libraries.get("onnxruntime") or "not installed"),
                              ("numpy", found.get("numpy") or "not installed"),
@@ -93,7 +94,8 @@ def pinned_state(record: object) -> str:
     """'idle', or the busy cores and their load, from a probe's pinned_core_load."""
     if not isinstance(record, dict) or not isinstance(record.get("load"), dict):
         return "–"
-    busy = [core for core in record.get("busy", []) if type(core) is int] if isinstance(record.get("busy"), list) else []
+    listed = record.get("busy") if isinstance(record.get("busy"), list) else []
+    busy = [core for core in listed if type(core) is int]
     if not busy:
         return "idle"
     loads = {core: record["load"].get(str(core)) for core in busy}  # a device's answer: numbers or not
