@@ -70,7 +70,7 @@ def _board(args, capsys) -> tuple[int, str, str]:
 # --- torch-free ------------------------------------------------------------------------------------
 
 PRELUDE = """
-import importlib.abc, runpy, sys
+import atexit, importlib.abc, runpy, sys
 BLOCKED = {blocked!r}
 
 class Refuse(importlib.abc.MetaPathFinder):
@@ -87,10 +87,10 @@ except ImportError:
 else:
     raise SystemExit("the import blocker does not work")
 sys.argv = ["flopsbench.board", *{args!r}]
-try:
-    runpy.run_module("flopsbench.board", run_name="__main__", alter_sys=True)
-finally:
-    print("LOADED=" + ",".join(sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)), file=sys.stderr)
+# at exit, however it ends (the worker ends without the interpreter's teardown, after the exit handlers)
+atexit.register(lambda: print("LOADED=" + ",".join(sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)),
+                              file=sys.stderr))
+runpy.run_module("flopsbench.board", run_name="__main__", alter_sys=True)
 """
 
 
