@@ -42,7 +42,7 @@ from flopsbench.constants import METADATA_KEY, device_name
 from flopsbench.environment import capture_environment
 from flopsbench.ort_runtime import OPT_LEVELS, make_session
 from flopsbench.output import PIPE_STATUS, discard_stdout, reason, write_stdout, write_text
-from flopsbench.report import Report, Row
+from flopsbench.report import Report, Row, refuse_constant
 from flopsbench.rounds import Case
 from flopsbench.spec import DTYPES, Execution, Shape, TimingBudget, Workload
 
@@ -184,7 +184,7 @@ def checked_metadata(text: str) -> dict:
     """The exporter's metadata from its JSON text, every field the runner uses checked (counts it
     does not know are left out); BadMetadata says which field is wrong."""
     try:
-        metadata = json.loads(text, parse_constant=_refuse_constant)
+        metadata = json.loads(text, parse_constant=refuse_constant)
     except ValueError as exc:  # json.JSONDecodeError, and NaN or Infinity
         raise BadMetadata(f"is not JSON ({exc})") from None
     except RecursionError:
@@ -205,10 +205,6 @@ def checked_metadata(text: str) -> dict:
     return {"workload": _workload(metadata.get("workload")), "batch": _int(metadata.get("batch"), "batch", 1, MAX_DIM),
             "dtype": dtype, "counts": {key: counts[key] for key in EMBEDDED_COUNT_CHECKS if key in counts},
             "exported_with": metadata.get("exported_with")}
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def embedded_metadata(session, path: Path) -> tuple[dict | None, str | None]:

@@ -42,7 +42,7 @@ from flopsbench import __version__
 from flopsbench.constants import cache_root
 from flopsbench.cpu import audit_affinity, pinned
 from flopsbench.output import write_text
-from flopsbench.report import error_line, utc_now
+from flopsbench.report import error_line, refuse_constant, utc_now
 from flopsbench.spec import DTYPES, FLOP_CONVENTION, RUNTIMES, Execution, TimingBudget
 from flopsbench.stats import summarize
 from flopsbench.timing import collect, warm_up
@@ -470,7 +470,7 @@ def read(path: Path) -> Ceilings:
     if path.stat().st_size > MAX_RECORD_BYTES:
         raise ValueError(f"larger than {MAX_RECORD_BYTES >> 20} MiB, more than any ceilings record")
     try:
-        data = json.loads(path.read_text(), parse_constant=_refuse_constant)
+        data = json.loads(path.read_text(), parse_constant=refuse_constant)
     except RecursionError:
         raise ValueError("JSON nested too deep") from None
     return Ceilings.from_record(data, str(path))
@@ -505,10 +505,6 @@ def for_report(environment: dict, execution: Execution) -> Ceilings | None:
     if found is None or found.key != key:
         return None
     return replace(found, source="")  # the cache: its path says nothing a reader needs
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _optional_text(value) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from flopsbench import __version__
 from flopsbench.spec import FLOP_CONVENTION, Execution, Workload
@@ -187,3 +188,42 @@ def _list_of_dicts(value) -> list[dict]:
     """A report's worker records, whatever a hand-edited or older file holds there."""
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
+
+
+MAX_REPORT_BYTES = 1 << 30  # a report with 1,000 rows of 10,000 samples each is about 200 MB
+
+
+class ReportFileError(ValueError):
+    """A file that holds no report this version reads; the message names the file and says why."""
+
+
+def read_report_file(path: Path) -> Report:
+    """The report in ``path`` (of an older schema version: migrated). A file that holds none is a
+    ReportFileError naming what is wrong with it; a newer schema's report is
+    schema_versions.NewerSchemaError, for its reader to say to upgrade. Nothing in the file is trusted."""
+    from flopsbench.schema_versions import NewerSchemaError
+
+    try:
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            raise ReportFileError(f"{path} is larger than {MAX_REPORT_BYTES >> 20} MiB, more than any report")
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse_constant)  # JSON is UTF-8
+    except OSError as exc:
+        raise ReportFileError(f"cannot read {path} ({exc.strerror})") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+        if isinstance(exc, ReportFileError):
+            raise
+        raise ReportFileError(f"{path} is not JSON ({exc})") from None
+    except RecursionError:
+        raise ReportFileError(f"{path} holds JSON nested deeper than Python's parser goes, so no report") from None
+    try:
+        return Report.from_dict(data)
+    except NewerSchemaError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:  # ReportError is a ValueError
+        raise ReportFileError(f"{path} is not a flopsbench report this version reads ({exc})") from None
+
+
+def refuse_constant(name: str):
+    """For json.loads's ``parse_constant``: it reads NaN and Infinity, which JSON does not have (and
+    no file flopsbench reads holds)."""
+    raise ValueError(f"{name} is not a JSON number")

@@ -83,13 +83,13 @@ def measure(report: Report, cases: Iterable[Case], transport, on_step: OnStep = 
 def time_cases(report: Report, cases: list[Case], transport, on_step: OnStep = lambda report, label: None) -> None:
     """Every round, then --find-max-batch and --breakdown where asked."""
     execution = report.execution
-    rounds = execution.budget.rounds
+    rounds, ahead = execution.budget.rounds, workers_ahead(execution.budget)
     for index in range(rounds):
         budget = execution.budget.round_share(index)
         if budget.exact_runs == 0:
             continue  # --runs smaller than --rounds: this round has no share
         due = [case for case in cases if case.row.status == "ok" and case.row.stopped_after_round is None]
-        if due and index == workers_ahead(execution.budget):  # those started ahead are spent: the rest at once
+        if due and index == ahead:  # the workers started ahead are spent: the rest start at once
             transport.start(rounds - index)
         seed = round_seed(execution.seed, index)
         random.Random(seed).shuffle(due)

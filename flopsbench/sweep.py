@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
 from flopsbench.devices import Device, InventoryError, load_inventory
+from flopsbench.report import MAX_REPORT_BYTES
 from flopsbench.tomlfile import read_toml
 
 
@@ -46,7 +47,6 @@ NAMES_KEY = {"ops": "ops", "model": "models"}
 # Options every job gets from the sweep itself: a plan giving them would fight it.
 SWEEP_OPTIONS = ("--on", "--devices", "--op", "--shape", "--format", "-o", "--output", "--save", "--results-dir")
 MAX_PLAN_BYTES = 1 << 20  # a plan is a few hundred lines
-MAX_REPORT_BYTES = 1 << 30  # as flopsbench report reads: 1,000 rows of 10,000 samples are about 200 MB
 MAX_JOBS = 10_000
 STDERR_TAIL_LINES = 20
 POLL_S = 0.1  # how often a job is checked: a Ray cancel gets in between (it raises in Python code only)
@@ -252,14 +252,14 @@ def _check_names(command: str, names: Iterable[str], where: str) -> None:
 
 def read_report(path: Path):
     """The flopsbench report in ``path``, or None where there is none this version reads (no file,
-    not JSON, a bad or foreign report: nothing in it is trusted)."""
-    from flopsbench.report import Report
+    not JSON, a bad, foreign or newer report: report.read_report_file trusts nothing in it)."""
+    from flopsbench.report import read_report_file
 
+    if not path.is_file():  # nor a FIFO, which reading would wait on
+        return None
     try:
-        if not path.is_file() or path.stat().st_size > MAX_REPORT_BYTES:
-            return None
-        return Report.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return read_report_file(path)
+    except ValueError:  # ReportFileError, schema_versions.NewerSchemaError
         return None
 
 

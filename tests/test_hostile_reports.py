@@ -140,11 +140,11 @@ def test_nan_and_infinity_are_refused(tmp_path, report_dict, constant):
 
 
 def test_a_file_beyond_the_size_cap_is_refused_unread(tmp_path, monkeypatch):
-    from flopsbench.cli import report_cmd
+    from flopsbench import report
 
     path = tmp_path / "huge.json"
     with open(path, "wb") as f:
-        f.truncate(report_cmd.MAX_REPORT_BYTES + 1)  # sparse: nothing is written
+        f.truncate(report.MAX_REPORT_BYTES + 1)  # sparse: nothing is written
     result = invoke(["report", path])
     assert result.exit_code == 2 and "Traceback" not in result.output
     (line,) = stderr_lines(result)

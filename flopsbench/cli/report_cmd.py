@@ -6,7 +6,6 @@ cross-device layouts (flopsbench.merge, flopsbench.merged_views)."""
 from __future__ import annotations
 
 import fnmatch
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -22,11 +21,10 @@ from flopsbench import validation
 from flopsbench.escaping import plain_text
 from flopsbench.merge import MergeError, merge
 from flopsbench.merged_views import COLUMN_CHOICES, VIEWS, Layout
-from flopsbench.report import SCHEMA_VERSION, Report
+from flopsbench.report import SCHEMA_VERSION, Report, ReportFileError, read_report_file
 from flopsbench.schema_versions import NewerSchemaError
 
 
-MAX_REPORT_BYTES = 1 << 30  # a report with 1,000 rows of 10,000 samples each is about 200 MB
 FIX = "give a report saved by --save or '--format json -o FILE' (by this version, unedited)"
 PAPER_NAMES_BY_DEFAULT = ("md", "latex")  # the views pasted into papers; CSV and JSON keep the registry's names
 
@@ -35,27 +33,12 @@ def load_report(path: Path) -> Report:
     """The report in ``path`` (of an older schema version: migrated), or a one-line error naming
     what is wrong with the file."""
     try:
-        if path.stat().st_size > MAX_REPORT_BYTES:
-            raise bad("FILE", f"{path} is larger than {MAX_REPORT_BYTES >> 20} MiB, more than any report; {FIX}")
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)  # JSON is UTF-8
-    except OSError as exc:
-        raise bad("FILE", f"cannot read {path} ({exc.strerror}); {FIX}") from None
-    except (UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
-        raise bad("FILE", f"{path} is not JSON ({exc}); {FIX}") from None
-    except RecursionError:
-        raise bad("FILE", f"{path} holds JSON nested deeper than Python's parser goes, so no report; {FIX}") from None
-    try:
-        return Report.from_dict(data)
+        return read_report_file(path)
     except NewerSchemaError as exc:
         raise bad("FILE", f"{path} was made by a newer flopsbench (schema {exc.version}; this one reads schema "
                           f"{SCHEMA_VERSION} and older); upgrade flopsbench to read it") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # ReportError is a ValueError
-        raise bad("FILE", f"{path} is not a flopsbench report this version reads ({exc}); {FIX}") from None
-
-
-def _refuse_constant(name: str):
-    """json.loads reads NaN and Infinity, which JSON does not have (and no report holds)."""
-    raise ValueError(f"{name} is not a JSON number")
+    except ReportFileError as exc:
+        raise bad("FILE", f"{exc}; {FIX}") from None
 
 
 @app.command("report")
