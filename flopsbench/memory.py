@@ -14,8 +14,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+from flopsbench_zoo.dispatch_mode import PlainDispatchMode
 
 FREE_OPS = {"aten::empty", "aten::empty_strided", "aten::empty_like"}
 OVERWRITE_ONLY_OPS = {"aten::copy_", "aten::fill_", "aten::zero_"}
@@ -56,13 +57,7 @@ def _overwritten_args(func) -> set[str]:
     return {a.name for a in func._schema.arguments if a.is_out}
 
 
-class MemoryAccessCounter(TorchDispatchMode):
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        """No torch.compile runs under this counter, so its dispatch needs no dynamo guard; with
-        the guard, its first use imports torch._dynamo (1-2 s here). torch documents this hook."""
-        return False
-
+class MemoryAccessCounter(PlainDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.access = MemoryAccess()

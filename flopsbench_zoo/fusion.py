@@ -15,8 +15,9 @@ import copy
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+
+from flopsbench_zoo.dispatch_mode import PlainDispatchMode
 
 
 def fuse_bn(model: nn.Module, x: torch.Tensor, inplace: bool = False) -> nn.Module:
@@ -106,7 +107,7 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-class _Trace(TorchDispatchMode):
+class _Trace(PlainDispatchMode):
     """One forward pass, as the hooks and ATen see it: each watched conv's outputs, each watched
     BN's inputs, and for every conv output the BN running (None: none) at each op that read it.
     The outputs are held until the trace is dropped, so that their ids stay unique."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -199,3 +202,23 @@ def test_a_worker_folds_the_parents_pairs_without_tracing(monkeypatch):
     for conv, bn in pairs:
         assert isinstance(prepared.module.get_submodule(bn), torch.nn.Identity)
         assert prepared.module.get_submodule(conv).bias is not None
+
+
+def test_counting_a_model_does_not_import_dynamo():
+    """torch guards every dispatch mode with torch._disable_dynamo unless it opts out, and the
+    guard's first call imports torch._dynamo and sympy (1.7-2 s of a model's count). A fresh
+    interpreter: this one may have imported them for another test."""
+    code = """
+import sys, torch
+from torch import nn
+from flopsbench.memory import count_memory_access
+from flopsbench_zoo.fusion import conv_bn_pairs
+model = nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4)).eval()
+x = torch.randn(1, 4, 8, 8)
+assert conv_bn_pairs(model, x) == [("0", "1")]
+count_memory_access(model, x)
+print(sorted(name for name in ("torch._dynamo", "sympy") if name in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -1,0 +1,64 @@
+"""Repeatability: ``--runs`` default ``flopsbench ops`` runs (or any other flopsbench command line)
+back to back, each with its wall-clock seconds; then, for every row of at least ``--floor-ms``
+in the first run, how far the other runs' medians lie from it, and how many rows agree within
+``--within`` (issue 9's goal: every row >= 1 ms within 2 %). The reports stay in ``--out``::
+
+    python benchmarks/repeatability.py --out results/repeatability
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def run(command: list[str], report: Path) -> float:
+    """Wall-clock seconds of ``command`` writing its JSON report to ``report``; it must succeed."""
+    start = time.perf_counter()
+    subprocess.run([*command, "--format", "json", "-o", str(report)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def medians(report: Path) -> dict[str, tuple[float, int | None]]:
+    """Each row's median [s] and the round it stopped after (None: it took every round)."""
+    rows = json.loads(report.read_text())["rows"]
+    return {f"{row['workload']['name']} {'x'.join(map(str, row['workload']['shape']))}":
+            (row["stats"]["median_s"], row.get("stopped_after_round")) for row in rows if row.get("stats")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for the runs' reports")
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--command", default="ops", help="the flopsbench command line after 'flopsbench'")
+    parser.add_argument("--floor-ms", type=float, default=1.0)
+    parser.add_argument("--within", type=float, default=0.02)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "flopsbench", *args.command.split()]
+    reports = [args.out / f"run{index + 1}.json" for index in range(args.runs)]
+    for report in reports:
+        print(f"{report.name}: {run(command, report):.2f} s wall", flush=True)
+    first, *others = [medians(report) for report in reports]
+    rows = [name for name, (median, _) in first.items() if median * 1e3 >= args.floor_ms]
+    worst = {}
+    print(f"\n{'row':<22} {'run1 [ms]':>10} " + " ".join(f"{'run' + str(i + 2) + ' [ms]':>10}" for i in range(len(others)))
+          + f" {'worst':>7}  stopped after")
+    for name in rows:
+        median, stopped = first[name]
+        theirs = [other.get(name, (float("nan"), None)) for other in others]
+        worst[name] = max(abs(m / median - 1) for m, _ in theirs)
+        print(f"{name:<22} {median * 1e3:>10.3f} " + " ".join(f"{m * 1e3:>10.3f}" for m, _ in theirs)
+              + f" {worst[name]:>6.1%}  " + ", ".join(str(s or "all") for s in [stopped, *(s for _, s in theirs)]))
+    within = sum(value <= args.within for value in worst.values())
+    print(f"\n{within} of {len(rows)} rows >= {args.floor_ms:g} ms within {args.within:.0%}; "
+          f"worst {max(worst, key=worst.get)} {max(worst.values()):.1%}")
+
+
+if __name__ == "__main__":
+    main()
