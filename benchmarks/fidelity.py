@@ -6,6 +6,7 @@ two ``--repeats`` times per case.
     python benchmarks/fidelity.py                     # the five cases of issue 9, 3 repeats
     python benchmarks/fidelity.py --case conv:192x28x28 --repeats 1
     python benchmarks/fidelity.py --case conv:192x28x28 --checkout . --checkout /tmp/old   # before/after
+    python benchmarks/fidelity.py --together --case dwconv:96x56x56 --case gconv:192x28x28   # from a 20-case run
 
 Each flopsbench run is a default ``flopsbench ops --op OP --shape S`` (its own process; counting
 in the parent, timing in workers); every other repeat runs the sides in reverse order. The Timer side is ``python benchmarks/fidelity.py --timer OP S``.
@@ -63,6 +64,17 @@ def time_with_timer(op: str, shape: str, core: int, min_run_time: float) -> floa
     return measurement.median
 
 
+def flopsbench_table(core: int, checkout: str) -> dict[str, float]:
+    """A default ``flopsbench ops`` run (the 20 cases of Table 1, every round's worker timing them
+    all in a shuffled order): each row's median, by ``op:CxHxW``."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "r.json"
+        subprocess.run([*FLOPSBENCH, "ops", "--cores", str(core), "--format", "json", "-o", str(out)], check=True,
+                       capture_output=True, cwd=checkout)
+        return {f"{row['workload']['name']}:{'x'.join(map(str, row['workload']['shape']))}": row["stats"]["median_s"]
+                for row in json.loads(out.read_text())["rows"] if row.get("stats")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", action="append", help="OP:CxHxW (repeatable; default: the five of issue 9)")
@@ -71,30 +83,43 @@ def main() -> None:
     parser.add_argument("--min-run-time", type=float, default=2.0, help="Timer's blocked_autorange budget (s)")
     parser.add_argument("--checkout", action="append", help="a flopsbench source tree to run (repeatable; default: "
                                                             "this one); each is timed in turn with Timer")
+    parser.add_argument("--together", action="store_true",
+                        help="take flopsbench's medians from one default 'flopsbench ops' run per repeat (the cases "
+                             "must be among its 20), not from a run of each case alone")
     parser.add_argument("--timer", nargs=2, metavar=("OP", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.timer:
         print(time_with_timer(*args.timer, args.core, args.min_run_time))
         return
     checkouts = args.checkout or [str(Path(__file__).resolve().parent.parent)]
-    summary = []
-    for case in args.case or CASES:
-        op, shape = case.split(":")
-        ours: dict[str, list[float]] = {checkout: [] for checkout in checkouts}
-        theirs = []
+    cases = args.case or list(CASES)
+    # one unit per side and repeat: a case alone, or (--together) every case from one run
+    units = [cases] if args.together else [[case] for case in cases]
+    ours = {case: {checkout: [] for checkout in checkouts} for case in cases}
+    theirs: dict[str, list[float]] = {case: [] for case in cases}
+    for unit in units:
         for repeat in range(args.repeats):
             sides = [*checkouts, None]  # None: the Timer
             for side in sides if repeat % 2 == 0 else sides[::-1]:  # every other repeat reversed: no side always last
                 if side is None:
-                    theirs.append(timer_median(op, shape, args.core, args.min_run_time))
+                    for case in unit:
+                        theirs[case].append(timer_median(*case.split(":"), args.core, args.min_run_time))
+                elif args.together:
+                    table = flopsbench_table(args.core, side)
+                    for case in unit:
+                        ours[case][side].append(table[case])
                 else:
-                    ours[side].append(flopsbench_median(op, shape, args.core, side))
-            print(f"{op} {shape} repeat {repeat + 1}: "
-                  + ", ".join(f"flopsbench[{checkout}] {ours[checkout][-1] * 1e3:.3f} ms" for checkout in checkouts)
-                  + f", Timer {theirs[-1] * 1e3:.3f} ms", flush=True)
-        b = statistics.median(theirs)
+                    ours[unit[0]][side].append(flopsbench_median(*unit[0].split(":"), args.core, side))
+            for case in unit:
+                print(f"{case.replace(':', ' ')} repeat {repeat + 1}: "
+                      + ", ".join(f"flopsbench[{c}] {ours[case][c][-1] * 1e3:.3f} ms" for c in checkouts)
+                      + f", Timer {theirs[case][-1] * 1e3:.3f} ms", flush=True)
+    summary = []
+    for case in cases:
+        op, shape = case.split(":")
+        b = statistics.median(theirs[case])
         for checkout in checkouts:
-            a = statistics.median(ours[checkout])
+            a = statistics.median(ours[case][checkout])
             summary.append(f"{op:>7} {shape:>10}  flopsbench[{checkout}] {a * 1e3:8.3f} ms  Timer {b * 1e3:8.3f} ms  "
                            f"ratio {a / b:.3f}  ({(a / b - 1) * 100:+.1f} %)")
     print("\nmedians of the repeats:")

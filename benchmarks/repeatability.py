@@ -1,7 +1,10 @@
 """Repeatability: ``--runs`` default ``flopsbench ops`` runs (or any other flopsbench command line)
 back to back, each with its wall-clock seconds; then, for every row of at least ``--floor-ms``
 in the first run, how far the other runs' medians lie from it, and how many rows agree within
-``--within`` (issue 9's goal: every row >= 1 ms within 2 %). The reports stay in ``--out``::
+``--within`` (issue 9's goal: every row >= 1 ms within 2 %). Before each run and after the last, a
+machine probe: a fixed pure-Python loop pinned to ``--core`` for ~1.5 s, its median call against
+its fastest; how far the probe's medians move between runs is the machine's own drift, which no
+harness can take out. The reports stay in ``--out``::
 
     python benchmarks/repeatability.py --out results/repeatability
 """
@@ -24,6 +27,33 @@ def run(command: list[str], report: Path) -> float:
     return time.perf_counter() - start
 
 
+PROBE = """
+import os, time
+os.sched_setaffinity(0, {%d})
+def call():
+    start = time.perf_counter()
+    total = 0
+    for i in range(200_000):
+        total += i
+    return time.perf_counter() - start
+calls = sorted(call() for _ in range(300))
+print(calls[0], calls[len(calls) // 2])
+"""
+
+
+def probe(core: int) -> tuple[float, float]:
+    """The machine probe's fastest and median call [s] on ``core``."""
+    done = subprocess.run([sys.executable, "-c", PROBE % core], check=True, capture_output=True, text=True)
+    fastest, median = map(float, done.stdout.split())
+    return fastest, median
+
+
+def show_probe(label: str, core: int) -> float:
+    fastest, median = probe(core)
+    print(f"probe {label}: median {median * 1e3:.3f} ms, {median / fastest - 1:+.1%} above its fastest", flush=True)
+    return median
+
+
 def medians(report: Path) -> dict[str, tuple[float, int | None]]:
     """Each row's median [s] and the round it stopped after (None: it took every round)."""
     rows = json.loads(report.read_text())["rows"]
@@ -38,12 +68,17 @@ def main() -> None:
     parser.add_argument("--command", default="ops", help="the flopsbench command line after 'flopsbench'")
     parser.add_argument("--floor-ms", type=float, default=1.0)
     parser.add_argument("--within", type=float, default=0.02)
+    parser.add_argument("--core", type=int, default=0, help="the core the probe runs on (flopsbench's timed core)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "flopsbench", *args.command.split()]
     reports = [args.out / f"run{index + 1}.json" for index in range(args.runs)]
+    probes = []
     for report in reports:
+        probes.append(show_probe(f"before {report.stem}", args.core))
         print(f"{report.name}: {run(command, report):.2f} s wall", flush=True)
+    probes.append(show_probe("after the last run", args.core))
+    print(f"the probe's medians span {max(probes) / min(probes) - 1:.1%}")
     first, *others = [medians(report) for report in reports]
     rows = [name for name, (median, _) in first.items() if median * 1e3 >= args.floor_ms]
     worst = {}

@@ -230,6 +230,20 @@ def onnxruntime_details() -> dict:
             "onnxruntime_build": onnxruntime.get_build_info() if hasattr(onnxruntime, "get_build_info") else None}
 
 
+# Variables that change how fast the same code runs: the allocator (LD_PRELOAD of jemalloc or
+# tcmalloc, glibc's MALLOC_* and tunables: its mmap threshold alone moved dwconv 96x56x56 between
+# 2 and 10 ms, see flopsbench.case_process) and the thread pools and kernels' libraries.
+TIMING_VARIABLES = ("LD_PRELOAD", "GLIBC_TUNABLES")
+TIMING_PREFIXES = ("MALLOC_", "OMP_", "GOMP_", "KMP_", "MKL_", "DNNL_", "ONEDNN_", "OPENBLAS_", "CUDA_", "PYTORCH_",
+                   "TORCH_", "ORT_")
+
+
+def timing_variables(environ: dict[str, str] = os.environ) -> dict[str, str]:
+    """The environment variables of this process that change timing (recorded, not judged)."""
+    return {name: value for name, value in sorted(environ.items())
+            if name in TIMING_VARIABLES or name.startswith(TIMING_PREFIXES)}
+
+
 def capture_environment(with_torch: bool = True, cores: Sequence[int] | None = None) -> dict:
     """``with_torch=False`` leaves torch unimported (and its details out), as the torch-free
     board runner needs even where torch happens to be installed. Clock and governor are those of
@@ -242,6 +256,7 @@ def capture_environment(with_torch: bool = True, cores: Sequence[int] | None = N
         "python": platform.python_version(),
         "logical_cores": os.cpu_count(),
         "allowed_cores": allowed,
+        "timing_variables": timing_variables(),
         **cpu_environment(allowed if cores is None else cores),
         **(torch_details() if with_torch else {}),
         **onnxruntime_details(),

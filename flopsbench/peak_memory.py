@@ -9,8 +9,9 @@ process's whole life, which an earlier case of the same worker may have set; psu
 resident set but neither reads nor resets the mark. Where the reset is refused, a mark that rose
 during the case is still the case's; one that did not is unknown, and the record says so.
 
-What it cannot see: pages the case reuses that the process already held (heap an earlier case
-freed), so a case that is not first in its worker may read low. onnxruntime's Python API reports
+What it cannot see: pages the case reuses that the process already held. On the CPU each case
+runs in a process of its own (flopsbench.case_process), which held only the imports; a GPU
+worker's case that is not its first may read low (heap an earlier case freed). onnxruntime's Python API reports
 no peak memory of a session: its rows are measured the same way, as the worker's resident set.
 
 Torch-free: the onnxruntime worker uses it."""

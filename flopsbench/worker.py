@@ -15,7 +15,9 @@ on stdout::
 Each worker is a new interpreter that times one job and exits (``flopsbench.transport``): a
 process forked from another inherits its address-space layout, and on the development VM that
 layout alone moved pwconv 96x56x56 between 6.6 and 10-13 ms, so rounds forked from one parent
-would all draw the same layout instead of sampling it.
+would all draw the same layout instead of sampling it. Within the job, each case runs in a child
+forked from the worker before it ran anything (``flopsbench.case_process``; not on CUDA), so no
+case inherits the allocator state another left behind.
 
 It never counts, traces or exports: fvcore, the memory counter, fusion checks and ONNX export
 perturb the speed of whatever runs after them in the same process (one forward pass under a
@@ -35,7 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from flopsbench import plugins
+from flopsbench import case_process, plugins
 from flopsbench.backends import Backend, Observed, Prepared, backend_for
 from flopsbench.process_exit import exit_now
 from flopsbench.report import Row, error_line
@@ -60,42 +62,59 @@ class CaseStart:
 
 
 def serve(job: dict, send: Send, clock: Callable[[], float] = time.perf_counter, *,
-          plugin_error: str | None = None) -> None:
+          plugin_error: str | None = None, fork_cases: bool = False) -> None:
     """Run ``job``, sending its events. A fatal fault (a dead CUDA context) ends the job early:
     the parent starts a fresh worker for the cases left. ``plugin_error``: why a plugin of the
-    parent's did not load here, the error of every case (any of them may need it)."""
+    parent's did not load here, the error of every case (any of them may need it).
+    ``fork_cases``: each case in a child forked from this process, where the backend allows
+    (flopsbench.case_process; the worker's command line asks for it, in-process tests do not)."""
     execution = Execution.from_dict(job["execution"])
     budget = TimingBudget(**job["budget"])
     backend = backend_for(execution)
     send({"event": "start", "pid": os.getpid(), "environment": backend.environment()})
     task = TASKS[job["task"]]
+    forked = fork_cases and backend.forks_cases and case_process.available()
     for position, case in enumerate(job["cases"]):
         send({"event": "case", "id": case["id"]})
-        failed = False
-        try:
-            if plugin_error is not None:
-                raise plugins.PluginError(plugin_error)
-            prepared = None  # the last case gone before this one's memory is measured and it is built
-            memory = backend.peak_memory()
-            memory.start()
-            started = clock()
-            # the largest-batch search builds its own case: nothing of the timed one may stay resident
-            prepared = None if task is find_max_batch else backend.prepare(case, execution)
-            start = CaseStart(position, memory, clock() - started, clock)
-            task(case, prepared, backend, execution, budget, send, start)
-        except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
-            fatal = backend.is_fatal(exc)
-            send({"event": "error", "id": case["id"], "error": backend.explain(exc, execution),
-                  "fatal": fatal})
-            if fatal:
-                return  # nothing more can run in this process
-            failed = True
-        if failed:
-            try:
-                backend.release()  # after the except block, whose traceback held the case
-            except Exception:  # noqa: BLE001 -- the context died after all: the cases left go on in a fresh worker
-                return
+
+        def run_case(case=case, position=position) -> bool:
+            return serve_case(case, position, task, backend, execution, budget, send, clock, plugin_error)
+
+        def died(why: str, case=case) -> None:
+            send({"event": "error", "id": case["id"], "error": why, "fatal": False})
+
+        if not (case_process.in_own_process(run_case, died) if forked else run_case()):
+            return  # nothing more can run in this process
     send({"event": "done"})
+
+
+def serve_case(case: dict, position: int, task, backend: Backend, execution: Execution, budget: TimingBudget,
+               send: Send, clock: Callable[[], float], plugin_error: str | None) -> bool:
+    """One case of the job; False after a fatal fault (nothing more can run in this process)."""
+    failed = False
+    try:
+        if plugin_error is not None:
+            raise plugins.PluginError(plugin_error)
+        prepared = None  # the last case gone before this one's memory is measured and it is built
+        memory = backend.peak_memory()
+        memory.start()
+        started = clock()
+        # the largest-batch search builds its own case: nothing of the timed one may stay resident
+        prepared = None if task is find_max_batch else backend.prepare(case, execution)
+        start = CaseStart(position, memory, clock() - started, clock)
+        task(case, prepared, backend, execution, budget, send, start)
+    except Exception as exc:  # noqa: BLE001 -- a failing case is data, not a crash
+        fatal = backend.is_fatal(exc)
+        send({"event": "error", "id": case["id"], "error": backend.explain(exc, execution), "fatal": fatal})
+        if fatal:
+            return False
+        failed = True
+    if failed:
+        try:
+            backend.release()  # after the except block, whose traceback held the case
+        except Exception:  # noqa: BLE001 -- the context died after all: the cases left go on in a fresh worker
+            return False
+    return True
 
 
 def time_case(case: dict, prepared: Prepared, backend: Backend, execution: Execution, budget: TimingBudget,
@@ -155,10 +174,10 @@ PIPE_GONE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader left
 TASKS = {"time": time_case, "max_batch": find_max_batch, "breakdown": break_down}
 
 
-def run(job: dict, send: Send, plugin_error: str | None = None) -> int:
+def run(job: dict, send: Send, plugin_error: str | None = None, fork_cases: bool = False) -> int:
     """``serve``, ending with ``interrupted`` on Ctrl-C, SIGTERM or SIGHUP (after the samples taken)."""
     try:
-        serve(job, send, plugin_error=plugin_error)
+        serve(job, send, plugin_error=plugin_error, fork_cases=fork_cases)
         return 0
     except KeyboardInterrupt:
         send({"event": "interrupted"})
@@ -231,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: stdin: {exc}", file=sys.stderr)
         return 2
     try:
-        return run(job, send, plugin_error)
+        return run(job, send, plugin_error, fork_cases=True)
     except BrokenPipeError:  # the parent, or the connection to it, is gone: there is no one to tell
         os._exit(PIPE_GONE)  # not sys.exit: flushing the dead pipe at exit would print a traceback
 

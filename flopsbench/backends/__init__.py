@@ -67,6 +67,7 @@ class Backend:
 
     preload: tuple[str, ...] = ()  # modules a worker imports while it waits for its job
     builds_from_spec: bool = True  # its workers build cases from their specs (and so need the parent's plugins)
+    forks_cases: bool = True  # each case in a child forked from its worker (flopsbench.case_process)
 
     def transport(self):
         """How this backend's workers are reached: by default, a new interpreter per job that

@@ -27,6 +27,7 @@ CUDA_DEFAULTS = {"cudnn_benchmark": True, "cuda_graph": False, "l2_flush": False
 class TorchCUDA(Backend):
     preload = ("flopsbench.backends.torch_cuda",)  # and with it torch and the operators
     device = "cuda"  # where cases are built (a test's fake GPU builds them on the CPU)
+    forks_cases = False  # the worker's environment() initialises CUDA, whose context no fork may share
 
     def prepare(self, case: dict, execution: Execution, clock: Callable[[], float] = time.perf_counter) -> Prepared:
         """Build the case, time its first call (before the timer's calibration or a CUDA graph's
