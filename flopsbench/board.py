@@ -41,7 +41,8 @@ from flopsbench.checksum import sha256
 from flopsbench.constants import METADATA_KEY, device_name
 from flopsbench.environment import capture_environment
 from flopsbench.ort_runtime import OPT_LEVELS, make_session
-from flopsbench.output import PIPE_STATUS, discard_stdout, reason, write_stdout, write_text
+from flopsbench.output import discard_stdout, reason, write_stdout, write_text
+from flopsbench.process_exit import PIPE_GONE
 from flopsbench.report import Report, Row, refuse_constant
 from flopsbench.rounds import Case
 from flopsbench.spec import DTYPES, Execution, Shape, TimingBudget, Workload
@@ -362,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         written = write_report(report, args.output)
     except BrokenPipeError:  # the reader is gone: end quietly, with SIGPIPE's status, as Unix tools end
-        return PIPE_STATUS
+        return PIPE_GONE
     print(summary(report), file=sys.stderr)
     for warning in report.rows[0].warnings:
         print(f"warning: {warning}", file=sys.stderr)

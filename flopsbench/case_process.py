@@ -26,9 +26,10 @@ import sys
 import traceback
 from typing import Callable
 
+from flopsbench.process_exit import PIPE_GONE
 from flopsbench.signals import ENDING
 
-DONE, FATAL, INTERRUPTED, PIPE_GONE = 0, 3, 130, 141  # a child's exit codes
+DONE, FATAL, INTERRUPTED = 0, 3, 130  # a child's exit codes (and PIPE_GONE)
 PR_SET_PDEATHSIG = 1
 
 

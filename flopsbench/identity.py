@@ -33,7 +33,8 @@ def protocol(report: Report) -> dict[str, str]:
     """How the report's rows were measured, each aspect as it completes 'BASE …': what it is a
     report of, the device, runtime, batch, threads, precision (dtype, and TF32 on a GPU) and every
     runtime option that changes the speed (CUDA graphs, L2 flush, channels-last, the GPU's timing
-    mode, onnxruntime's optimisation level and spinning). Not in it: the machine, the cores, the
+    mode, onnxruntime's optimisation level and spinning), and the environment variables that change
+    timing (the allocator's: glibc's mmap threshold moves some rows 5x). Not in it: the machine, the cores, the
     timing budget and the seed: comparing those is what compare is for, or they change no speed."""
     execution, text = report.execution, plain_text
     threads = execution.threads
@@ -48,7 +49,17 @@ def protocol(report: Report) -> dict[str, str]:
     for key, value in sorted(dict(execution.runtime_options).items()):
         if key not in SPEED_NEUTRAL_OPTIONS:
             aspects[f"option {key}"] = f"has {text(key)}={text(value)}"
+    for name, value in timing_variables(report).items():
+        aspects[f"variable {name}"] = f"ran with {text(name)}={text(value)}"
     return aspects
+
+
+def timing_variables(report: Report) -> dict[str, str]:
+    """The environment variables that change timing (environment.timing_variables: the allocator's
+    above all), as the report recorded them; none where it did not (older reports) or holds no
+    mapping (a hand-edited file)."""
+    found = report.environment.get("timing_variables") if isinstance(report.environment, dict) else None
+    return dict(sorted((str(name), str(value)) for name, value in found.items())) if isinstance(found, dict) else {}
 
 
 def protocol_differences(base: Report, new: Report) -> list[str]:
@@ -62,8 +73,11 @@ def protocol_differences(base: Report, new: Report) -> list[str]:
     for aspect in dict.fromkeys([*a, *b]):
         if options_follow and aspect.startswith("option "):
             continue
-        option = plain_text(aspect.removeprefix("option "))
-        first, second = a.get(aspect, missing.format(option)), b.get(aspect, missing.format(option))
+        if aspect.startswith("variable "):
+            absent = f"ran without {plain_text(aspect.removeprefix('variable '))}"
+        else:
+            absent = missing.format(plain_text(aspect.removeprefix("option ")))
+        first, second = a.get(aspect, absent), b.get(aspect, absent)
         if first != second:
             differences.append(f"BASE {first}, NEW {second}")
     return differences

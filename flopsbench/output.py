@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import signal
 import stat
 import sys
 import tempfile
@@ -22,8 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-# The exit status of a process that SIGPIPE ended: the Unix way to stop once stdout's reader is gone.
-PIPE_STATUS = 128 + signal.SIGPIPE
 MAX_SUFFIX = 1000  # create_new's tries: STEM-2 ... STEM-999
 
 

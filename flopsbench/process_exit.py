@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 from typing import NoReturn
+
+
+PIPE_GONE = 128 + signal.SIGPIPE  # as a shell reports a writer whose reader left (141)
 
 
 def exit_now(status: int) -> NoReturn:

@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 from flopsbench import case_process, plugins
 from flopsbench.backends import Backend, Observed, Prepared, backend_for
-from flopsbench.process_exit import exit_now
+from flopsbench.process_exit import PIPE_GONE, exit_now
 from flopsbench.report import Row, error_line
 from flopsbench.sampling import RoundLog, sample_round
 from flopsbench.signals import ENDING
@@ -170,7 +170,6 @@ def break_down(case: dict, prepared: Prepared, backend: Backend, execution: Exec
     send({"event": "breakdown", "id": case["id"], "whole": whole, "parts": parts})
 
 
-PIPE_GONE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader left
 TASKS = {"time": time_case, "max_batch": find_max_batch, "breakdown": break_down}
 
 

@@ -7,6 +7,8 @@ Reports are built in memory (tests.conftest) with samples from seeded numpy gene
 
 from __future__ import annotations
 
+import re
+
 import csv
 import errno
 import io
@@ -437,6 +439,31 @@ def test_reports_of_other_protocols_are_a_one_line_error(tmp_path, changes, says
     (line,) = stderr_lines(result)
     assert " compare: error: Invalid value for 'NEW': " in line and f"protocol: {says}" in line, line
     assert line.endswith("; compare runs of the same protocol"), line
+
+
+@pytest.mark.parametrize("base, new, says", [
+    ({"MALLOC_MMAP_THRESHOLD_": "4294967296"}, {}, "BASE ran with MALLOC_MMAP_THRESHOLD_=4294967296, NEW ran without "
+                                                   "MALLOC_MMAP_THRESHOLD_"),
+    ({"LD_PRELOAD": "libjemalloc.so.2"}, {"LD_PRELOAD": "libtcmalloc.so.4"},
+     "BASE ran with LD_PRELOAD=libjemalloc.so.2, NEW ran with LD_PRELOAD=libtcmalloc.so.4"),
+])
+def test_another_allocator_is_another_protocol(base, new, says):
+    reports = []
+    for variables in (base, new):
+        report = _report([])
+        report.environment = {**report.environment, "timing_variables": variables}
+        reports.append(report)
+    with pytest.raises(ProtocolError, match=f"^{re.escape(says)}$"):
+        compare_reports(*reports)
+
+
+@pytest.mark.parametrize("recorded", [None, ["LD_PRELOAD"], "MALLOC_ARENA_MAX=2", 7],
+                         ids=["absent", "a-list", "a-string", "a-number"])
+def test_timing_variables_that_are_no_mapping_are_none(recorded):
+    report = _report([_row("conv", _samples(1))])
+    if recorded is not None:
+        report.environment = {**report.environment, "timing_variables": recorded}
+    assert _verdicts(compare_reports(report, _report([_row("conv", _samples(2))]))) == [("conv", NO_CHANGE)]
 
 
 def test_options_that_follow_from_another_runtime_are_not_listed():

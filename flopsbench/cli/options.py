@@ -32,7 +32,8 @@ from flopsbench.columns import COLUMNS as COLUMN_NAMES, View, parse as parse_col
 from flopsbench.environment import capture_environment
 from flopsbench.escaping import plain_text
 from flopsbench.exporters import EXPORTERS, render
-from flopsbench.output import PIPE_STATUS, create_new, discard_stdout, reason, write_stdout, write_text
+from flopsbench.output import create_new, discard_stdout, reason, write_stdout, write_text
+from flopsbench.process_exit import PIPE_GONE
 from flopsbench.report import Report
 from flopsbench.rounds import rounds_with_samples
 from flopsbench.runner import run_all
@@ -556,7 +557,7 @@ def write_output(draw: Callable[[TextIO], object], output: str | None, command: 
     except BrokenPipeError:
         if to_stdout:
             discard_stdout()
-        raise typer.Exit(PIPE_STATUS) from None
+        raise typer.Exit(PIPE_GONE) from None
     except OSError as exc:
         if to_stdout:
             discard_stdout()
