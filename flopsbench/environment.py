@@ -230,18 +230,25 @@ def onnxruntime_details() -> dict:
             "onnxruntime_build": onnxruntime.get_build_info() if hasattr(onnxruntime, "get_build_info") else None}
 
 
-# Variables that change how fast the same code runs: the allocator (LD_PRELOAD of jemalloc or
+# Variables that change how fast the same code runs: the allocator's (LD_PRELOAD of jemalloc or
 # tcmalloc, glibc's MALLOC_* and tunables: its mmap threshold alone moved dwconv 96x56x56 between
-# 2 and 10 ms, see flopsbench.case_process) and the thread pools and kernels' libraries.
-TIMING_VARIABLES = ("LD_PRELOAD", "GLIBC_TUNABLES")
-TIMING_PREFIXES = ("MALLOC_", "OMP_", "GOMP_", "KMP_", "MKL_", "DNNL_", "ONEDNN_", "OPENBLAS_", "CUDA_", "PYTORCH_",
-                   "TORCH_", "ORT_")
+# 2 and 10 ms, see flopsbench.case_process), and those of the thread pools, the kernels' libraries
+# and CUDA's launches and allocator.
+ALLOCATOR_VARIABLES, ALLOCATOR_PREFIXES = ("LD_PRELOAD", "GLIBC_TUNABLES"), ("MALLOC_",)
+TIMING_VARIABLES = (*ALLOCATOR_VARIABLES, "CUDA_LAUNCH_BLOCKING", "PYTORCH_CUDA_ALLOC_CONF", "CUBLAS_WORKSPACE_CONFIG")
+TIMING_PREFIXES = (*ALLOCATOR_PREFIXES, "OMP_", "GOMP_", "KMP_", "MKL_", "DNNL_", "ONEDNN_", "OPENBLAS_")
 
 
 def timing_variables(environ: dict[str, str] = os.environ) -> dict[str, str]:
     """The environment variables of this process that change timing (recorded, not judged)."""
     return {name: value for name, value in sorted(environ.items())
             if name in TIMING_VARIABLES or name.startswith(TIMING_PREFIXES)}
+
+
+def allocator_variable(name: str) -> bool:
+    """Whether ``name`` sets the host's memory allocator: part of a run's protocol (the thread
+    libraries' variables are recorded but not: torch and onnxruntime set their threads themselves)."""
+    return name in ALLOCATOR_VARIABLES or name.startswith(ALLOCATOR_PREFIXES)
 
 
 def capture_environment(with_torch: bool = True, cores: Sequence[int] | None = None) -> dict:

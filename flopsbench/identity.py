@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from flopsbench.environment import allocator_variable
 from flopsbench.escaping import plain_text
 from flopsbench.paper import precision_label
 from flopsbench.report import Report
@@ -33,8 +34,8 @@ def protocol(report: Report) -> dict[str, str]:
     """How the report's rows were measured, each aspect as it completes 'BASE …': what it is a
     report of, the device, runtime, batch, threads, precision (dtype, and TF32 on a GPU) and every
     runtime option that changes the speed (CUDA graphs, L2 flush, channels-last, the GPU's timing
-    mode, onnxruntime's optimisation level and spinning), and the environment variables that change
-    timing (the allocator's: glibc's mmap threshold moves some rows 5x). Not in it: the machine, the cores, the
+    mode, onnxruntime's optimisation level and spinning), and the environment variables that set the
+    allocator (glibc's mmap threshold moves some rows 5x). Not in it: the machine, the cores, the
     timing budget and the seed: comparing those is what compare is for, or they change no speed."""
     execution, text = report.execution, plain_text
     threads = execution.threads
@@ -49,17 +50,19 @@ def protocol(report: Report) -> dict[str, str]:
     for key, value in sorted(dict(execution.runtime_options).items()):
         if key not in SPEED_NEUTRAL_OPTIONS:
             aspects[f"option {key}"] = f"has {text(key)}={text(value)}"
-    for name, value in timing_variables(report).items():
+    for name, value in allocator_variables(report).items():
         aspects[f"variable {name}"] = f"ran with {text(name)}={text(value)}"
     return aspects
 
 
-def timing_variables(report: Report) -> dict[str, str]:
-    """The environment variables that change timing (environment.timing_variables: the allocator's
-    above all), as the report recorded them; none where it did not (older reports) or holds no
+def allocator_variables(report: Report) -> dict[str, str]:
+    """The variables that set the host's allocator among those the report recorded
+    (environment.timing_variables); none where it recorded none (older reports) or holds no
     mapping (a hand-edited file)."""
     found = report.environment.get("timing_variables") if isinstance(report.environment, dict) else None
-    return dict(sorted((str(name), str(value)) for name, value in found.items())) if isinstance(found, dict) else {}
+    if not isinstance(found, dict):
+        return {}
+    return dict(sorted((str(name), str(value)) for name, value in found.items() if allocator_variable(str(name))))
 
 
 def protocol_differences(base: Report, new: Report) -> list[str]:

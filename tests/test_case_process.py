@@ -59,7 +59,8 @@ def test_a_case_whose_process_dies_costs_that_case_only(tmp_path, monkeypatch, t
 
 def test_the_variables_that_change_timing_are_recorded():
     environ = {"LD_PRELOAD": "/usr/lib/libjemalloc.so.2", "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1",
-               "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1", "HOME": "/root", "PATH": "/bin"}
+               "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1", "HOME": "/root", "PATH": "/bin",
+               "CUDA_VISIBLE_DEVICES": "0", "TORCH_HOME": "/cache"}
     assert timing_variables(environ) == {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1",
                                          "LD_PRELOAD": "/usr/lib/libjemalloc.so.2", "MALLOC_ARENA_MAX": "2",
                                          "OMP_NUM_THREADS": "1"}

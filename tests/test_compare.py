@@ -457,9 +457,9 @@ def test_another_allocator_is_another_protocol(base, new, says):
         compare_reports(*reports)
 
 
-@pytest.mark.parametrize("recorded", [None, ["LD_PRELOAD"], "MALLOC_ARENA_MAX=2", 7],
-                         ids=["absent", "a-list", "a-string", "a-number"])
-def test_timing_variables_that_are_no_mapping_are_none(recorded):
+@pytest.mark.parametrize("recorded", [None, ["LD_PRELOAD"], "MALLOC_ARENA_MAX=2", 7, {"OMP_WAIT_POLICY": "active"}],
+                         ids=["absent", "a-list", "a-string", "a-number", "not-the-allocators"])
+def test_only_a_mapping_of_allocator_variables_is_part_of_the_protocol(recorded):
     report = _report([_row("conv", _samples(1))])
     if recorded is not None:
         report.environment = {**report.environment, "timing_variables": recorded}
