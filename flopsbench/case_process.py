@@ -46,7 +46,11 @@ def in_own_process(work: Callable[[], bool], on_death: Callable[[str], None]) ->
     signal.pthread_sigmask(signal.SIG_BLOCK, ENDING)  # no signal between the fork and the wait below
     pid = os.fork()
     if pid == 0:
-        os._exit(_child(work, parent))
+        status = 1
+        try:
+            status = _child(work, parent)
+        finally:
+            os._exit(status)  # whatever is raised: the child must never run on as the worker
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, ENDING)
         _, status = os.waitpid(pid, 0)
@@ -92,12 +96,17 @@ def _child(work: Callable[[], bool], parent: int) -> int:
         status = PIPE_GONE
     except BaseException:  # noqa: BLE001 -- reported by the worker as this case's error
         traceback.print_exc()
+    signal.pthread_sigmask(signal.SIG_BLOCK, ENDING)  # the case is answered: a signal now changes nothing
+    _flush()
+    return status
+
+
+def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
-    return status
 
 
 def _die_with(parent: int) -> None:

@@ -186,10 +186,15 @@ def run(job: dict, send: Send, plugin_error: str | None = None, fork_cases: bool
 def _interrupt_once(signum, frame) -> None:
     """The first ending signal interrupts the timing; later ones must not cut the report short.
     They are dropped by a handler, not SIG_IGN: one already caught but not yet handled (a terminal's
-    SIGHUP and the parent's SIGINT arrive together) would otherwise print a "race condition" error."""
+    SIGHUP and the parent's SIGINT arrive together) would otherwise print a "race condition" error.
+    Once the job is answered (``_ANSWERED``), none raises: it would land in the exit's clean-up."""
     for sig in ENDING:
         signal.signal(sig, _ignore)
-    raise KeyboardInterrupt
+    if not _ANSWERED:
+        raise KeyboardInterrupt
+
+
+_ANSWERED: list[bool] = []  # not empty once main has its exit status: a signal then changes nothing
 
 
 def _ignore(signum, frame) -> None:
@@ -229,20 +234,26 @@ def main(argv: list[str] | None = None) -> int:
         protocol.flush()
 
     try:
-        for module in filter(None, args.preload.split(",")):
-            try:
-                importlib.import_module(module)
-            except ImportError:
-                pass  # e.g. torch on a board: a job that needs it fails and says why
-        plugin_error = None
-        try:
-            plugins.load_all(args.plugin)  # the parent's own operators and models, before any case is built
-        except plugins.PluginError as exc:
-            plugin_error = str(exc)
-        send({"event": "ready", "pid": os.getpid()})
-        text = sys.stdin.read()
+        status = _serve_stdin(args, send)
+        _ANSWERED.append(True)  # a signal before this line is an interrupt; after it, nothing
     except KeyboardInterrupt:
-        return 130  # Ctrl-C before any job: nothing was measured, nothing to say
+        status = 130  # before the job began or after it was answered: nothing was measured, or all is sent
+    return status
+
+
+def _serve_stdin(args: argparse.Namespace, send: Send) -> int:
+    for module in filter(None, args.preload.split(",")):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass  # e.g. torch on a board: a job that needs it fails and says why
+    plugin_error = None
+    try:
+        plugins.load_all(args.plugin)  # the parent's own operators and models, before any case is built
+    except plugins.PluginError as exc:
+        plugin_error = str(exc)
+    send({"event": "ready", "pid": os.getpid()})
+    text = sys.stdin.read()
     try:
         job = parse_job(text)
     except ValueError as exc:

@@ -116,3 +116,22 @@ def test_a_signal_handled_just_after_the_wait_reaped_the_child_is_still_an_inter
     with pytest.raises(KeyboardInterrupt):
         in_own_process(lambda: True, lambda why: None)
     assert len(calls) == 2
+
+
+def test_a_child_interrupted_after_its_case_still_ends_there(monkeypatch):
+    """A signal that lands after the case was answered (here: while the child flushes its streams)
+    must not carry the child on into the worker's own code (it would send a second 'interrupted'
+    and run the worker's exit): it ends where it is."""
+    worker_pid = os.getpid()
+
+    def interrupted_while_flushing():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(case_process, "_flush", interrupted_while_flushing)
+    deaths = []
+    try:
+        in_own_process(lambda: True, deaths.append)
+    finally:
+        if os.getpid() != worker_pid:
+            os._exit(99)  # the child got out: end it here; the worker sees exit code 99
+    assert not any("exit code 99" in death for death in deaths), deaths

@@ -350,3 +350,21 @@ def test_ctrl_c_while_starting_is_one_line():
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "Traceback" not in stderr, stderr
     assert stderr.strip() == "flopsbench: interrupted while starting; nothing was measured"
+
+
+def test_a_signal_after_the_job_is_answered_changes_nothing(monkeypatch):
+    """A worker's first ending signal raises KeyboardInterrupt (the round stops, its samples are
+    sent) unless the job is answered: then it would land in the exit's clean-up (torch's
+    finalizers) as a traceback on flopsbench's stderr. Later signals are dropped either way."""
+    import signal
+
+    from flopsbench import worker
+
+    installed = []
+    monkeypatch.setattr(worker.signal, "signal", lambda signum, handler: installed.append(handler))
+    monkeypatch.setattr(worker, "_ANSWERED", [True])
+    worker._interrupt_once(signal.SIGINT, None)
+    assert installed and set(installed) == {worker._ignore}
+    monkeypatch.setattr(worker, "_ANSWERED", [])
+    with pytest.raises(KeyboardInterrupt):
+        worker._interrupt_once(signal.SIGINT, None)
