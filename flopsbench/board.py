@@ -35,7 +35,7 @@ import math
 import sys
 from pathlib import Path
 
-from flopsbench import rounds, signals, validation
+from flopsbench import allocator, rounds, signals, validation
 from flopsbench.backends import backend_for
 from flopsbench.checksum import sha256
 from flopsbench.constants import METADATA_KEY, device_name
@@ -88,6 +88,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ort-spinning", action=argparse.BooleanOptionalAction, default=True,
                    help="let onnxruntime's worker threads spin while waiting (on)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input (0)")
+    p.add_argument("--allocator", default=allocator.DEFAULT, choices=allocator.ALLOCATORS,
+                   help="how the timing processes' malloc treats freed memory: retain keeps it (no page faults after "
+                        f"the warm-up), system leaves it as the environment configures it ({allocator.DEFAULT})")
     p.add_argument("-o", "--output", default="-", help="write the JSON report to FILE ('-' = stdout, the default)")
     return p
 
@@ -294,6 +297,8 @@ def measure(args: argparse.Namespace, argv: list[str]) -> Report:
         validation.check_writable(args.output)
     except validation.OptionError as exc:
         raise UserError(exc.option, str(exc)) from None
+    if not allocator.available(args.allocator):
+        raise UserError("--allocator", allocator.NEEDS_GLIBC)
     budget = budget_from(args)
     path = Path(args.model)
     if not path.is_file():
@@ -310,7 +315,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> Report:
     execution = Execution(device=device, runtime="onnxruntime",
                           runtime_options=(("opt_level", args.ort_opt_level), ("spinning", args.ort_spinning)),
                           dtype=dtype, batch=shape[0], threads=args.threads, cores=cores, budget=budget,
-                          seed=args.seed)
+                          seed=args.seed, allocator=args.allocator)
     row = make_row(path, metadata, shape, missing)
     row.runtime = {**record, "onnx_file": path.name, "onnx_bytes": path.stat().st_size, "onnx_sha256": sha256(path),
                    "runner": "flopsbench.board", "embedded_metadata": metadata is not None,

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from flopsbench import __version__
+from flopsbench import __version__, allocator
 from flopsbench.constants import cache_root
 from flopsbench.cpu import audit_affinity, pinned
 from flopsbench.output import write_text
@@ -367,10 +367,15 @@ def main(argv: list[str] | None = None) -> int:
     text = sys.stdin.read()
     try:
         job = json.loads(text)
-        Execution.from_dict(job["execution"]), TimingBudget(**job["budget"])
+        execution, _ = Execution.from_dict(job["execution"]), TimingBudget(**job["budget"])
         [Kernel.from_dict(spec) for spec in job["kernels"]]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         print(f"python -m flopsbench.ceilings: error: stdin: not a ceilings job ({error_line(exc)})", file=sys.stderr)
+        return 2
+    try:
+        allocator.apply(execution.allocator)  # as the rows' workers do: conv's output is allocated every call
+    except allocator.AllocatorError as exc:
+        print(f"python -m flopsbench.ceilings: error: {exc}", file=sys.stderr)
         return 2
     result = serve(job)
     protocol.write(json.dumps(result) + "\n")

@@ -375,7 +375,8 @@ def header_lines(report: Report, paper: bool = False, text: Callable[[object], s
     mismatch = protocol_mismatch(ex) if paper else None
     return [
         f"flopsbench {text(report.command)} on {text(ex.device)}: {where}, batch {text(ex.batch)}, "
-        f"{text(precision_label(ex))}, {text(ex.runtime)} {text(env.get('libraries', {}).get(ex.runtime))}{state}",
+        f"{text(precision_label(ex))}, {text(ex.runtime)} {text(env.get('libraries', {}).get(ex.runtime))}, "
+        f"allocator {text(ex.allocator)}{state}",
         FLOPS_NOTE,
         *([batch_note(ex.batch)] if ex.batch > 1 else []),
         MODEL_NOTE if report.command == "model" else MEMORY_NOTE,

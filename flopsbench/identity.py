@@ -34,8 +34,8 @@ def protocol(report: Report) -> dict[str, str]:
     """How the report's rows were measured, each aspect as it completes 'BASE …': what it is a
     report of, the device, runtime, batch, threads, precision (dtype, and TF32 on a GPU) and every
     runtime option that changes the speed (CUDA graphs, L2 flush, channels-last, the GPU's timing
-    mode, onnxruntime's optimisation level and spinning), and the environment variables that set the
-    allocator (glibc's mmap threshold moves some rows 5x). Not in it: the machine, the cores, the
+    mode, onnxruntime's optimisation level and spinning), and the allocator's convention and the
+    environment variables that set it (glibc's mmap threshold moves some rows 5x). Not in it: the machine, the cores, the
     timing budget and the seed: comparing those is what compare is for, or they change no speed."""
     execution, text = report.execution, plain_text
     threads = execution.threads
@@ -46,6 +46,7 @@ def protocol(report: Report) -> dict[str, str]:
         "batch": f"is batch {text(execution.batch)}",
         "threads": f"ran {text(threads)} thread{'s' * (threads != 1)}",
         "precision": f"computed in {text(precision_label(execution))}",
+        "allocator": f"ran with --allocator {text(execution.allocator)}",
     }
     for key, value in sorted(dict(execution.runtime_options).items()):
         if key not in SPEED_NEUTRAL_OPTIONS:

@@ -282,7 +282,8 @@ def _titles(groups: list[list[Source]]) -> list[str]:
 def _short_protocol(execution: Execution) -> dict[str, str]:
     """The aspects of a protocol that may tell two groups of one device and runtime apart, shortly."""
     precision = execution.dtype + ("+tf32" if execution.option("tf32") else "")
-    parts = {"batch": f"b{execution.batch}", "threads": f"t{execution.threads}", "precision": precision}
+    parts = {"batch": f"b{execution.batch}", "threads": f"t{execution.threads}", "precision": precision,
+             "allocator": f"allocator={execution.allocator}"}
     for key, value in execution.runtime_options:
         if key not in SPEED_NEUTRAL_OPTIONS:
             parts[f"option {key}"] = f"{key}={value}"

@@ -216,7 +216,8 @@ def column_lines(merged: Merged) -> list[str]:
         device = f", device {first.device_name}" if first.device_name else ""
         where = f"labelled '{column.label}'" if column.label else f"{first.machine}, host {first.host}{device}"
         lines.append(f"'{column.title}': {ex.device}, {ex.runtime}{_version(column)}, batch {ex.batch}, "
-                     f"{ex.threads} thread{'s' * (ex.threads != 1)}, {precision_label(ex)}{options}; {where}; "
+                     f"{ex.threads} thread{'s' * (ex.threads != 1)}, {precision_label(ex)}{options}, "
+                     f"allocator {ex.allocator}; {where}; "
                      f"{len(column.sources)} report{'s' * (len(column.sources) != 1)}")
     return lines
 
@@ -390,6 +391,7 @@ def export_json(merged: Merged, stream: TextIO, layout: Layout = Layout()) -> No
         "columns": [{"title": c.title, "device": c.execution.device, "runtime": c.execution.runtime,
                      "batch": c.execution.batch, "threads": c.execution.threads, "dtype": c.execution.dtype,
                      "precision": precision_label(c.execution), "runtime_options": dict(c.execution.runtime_options),
+                     "allocator": c.execution.allocator,
                      "time": "throughput" if c.throughput else "latency", "label": c.label,
                      "machine": c.sources[0].machine, "hostname": c.sources[0].host,
                      "sources": [s.name for s in c.sources]} for c in merged.columns],

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from flopsbench.allocator import ALLOCATORS
 from flopsbench.spec import DTYPES, RUNTIMES
 from flopsbench.validation import MAX_JSON_DEPTH, json_path, too_deep
 
@@ -93,6 +94,7 @@ class ExecutionModel(_Model):
     seed: int = 0  # older reports may hold any integer; only new runs are held to validation.SEED_LIMIT
     breakdown_depth: Count = 0
     breakdown_time_s: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 0.3
+    allocator: Literal[ALLOCATORS] = "system"  # reports made before --allocator were timed with the system's
 
 
 class MemoryImplModel(_Open):

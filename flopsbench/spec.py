@@ -127,6 +127,7 @@ class Execution:
     seed: int = 0
     breakdown_depth: int = 0  # > 0: also measure each module at this depth of a model's tree
     breakdown_time_s: float = 0.3  # seconds of samples per part of the breakdown
+    allocator: str = "retain"  # how the timing process's malloc treats freed memory (flopsbench.allocator)
 
     def option(self, key: str, default: Any = None) -> Any:
         """A runtime option (onnxruntime session settings, CUDA knobs), or ``default``."""

@@ -17,7 +17,8 @@ process forked from another inherits its address-space layout, and on the develo
 layout alone moved pwconv 96x56x56 between 6.6 and 10-13 ms, so rounds forked from one parent
 would all draw the same layout instead of sampling it. Within the job, each case runs in a child
 forked from the worker before it ran anything (``flopsbench.case_process``; not on CUDA), so no
-case inherits the allocator state another left behind.
+case inherits the allocator state another left behind; the allocator's convention (``--allocator``,
+flopsbench.allocator) is set before the first case.
 
 It never counts, traces or exports: fvcore, the memory counter, fusion checks and ONNX export
 perturb the speed of whatever runs after them in the same process (one forward pass under a
@@ -37,7 +38,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from flopsbench import case_process, plugins
+from flopsbench import allocator, case_process, plugins
 from flopsbench.backends import Backend, Observed, Prepared, backend_for
 from flopsbench.process_exit import PIPE_GONE, exit_now
 from flopsbench.report import Row, error_line
@@ -62,10 +63,11 @@ class CaseStart:
 
 
 def serve(job: dict, send: Send, clock: Callable[[], float] = time.perf_counter, *,
-          plugin_error: str | None = None, fork_cases: bool = False) -> None:
+          setup_error: Exception | None = None, fork_cases: bool = False) -> None:
     """Run ``job``, sending its events. A fatal fault (a dead CUDA context) ends the job early:
-    the parent starts a fresh worker for the cases left. ``plugin_error``: why a plugin of the
-    parent's did not load here, the error of every case (any of them may need it).
+    the parent starts a fresh worker for the cases left. ``setup_error``: why this process cannot
+    time as asked (a plugin of the parent's did not load here, the allocator's convention cannot be
+    had), the error of every case.
     ``fork_cases``: each case in a child forked from this process, where the backend allows
     (flopsbench.case_process; the worker's command line asks for it, in-process tests do not)."""
     execution = Execution.from_dict(job["execution"])
@@ -78,7 +80,7 @@ def serve(job: dict, send: Send, clock: Callable[[], float] = time.perf_counter,
         send({"event": "case", "id": case["id"]})
 
         def run_case(case=case, position=position) -> bool:
-            return serve_case(case, position, task, backend, execution, budget, send, clock, plugin_error)
+            return serve_case(case, position, task, backend, execution, budget, send, clock, setup_error)
 
         def died(why: str, case=case) -> None:
             send({"event": "error", "id": case["id"], "error": why, "fatal": False})
@@ -89,12 +91,12 @@ def serve(job: dict, send: Send, clock: Callable[[], float] = time.perf_counter,
 
 
 def serve_case(case: dict, position: int, task, backend: Backend, execution: Execution, budget: TimingBudget,
-               send: Send, clock: Callable[[], float], plugin_error: str | None) -> bool:
+               send: Send, clock: Callable[[], float], setup_error: Exception | None) -> bool:
     """One case of the job; False after a fatal fault (nothing more can run in this process)."""
     failed = False
     try:
-        if plugin_error is not None:
-            raise plugins.PluginError(plugin_error)
+        if setup_error is not None:
+            raise setup_error.with_traceback(None)
         prepared = None  # the last case gone before this one's memory is measured and it is built
         memory = backend.peak_memory()
         memory.start()
@@ -173,10 +175,10 @@ def break_down(case: dict, prepared: Prepared, backend: Backend, execution: Exec
 TASKS = {"time": time_case, "max_batch": find_max_batch, "breakdown": break_down}
 
 
-def run(job: dict, send: Send, plugin_error: str | None = None, fork_cases: bool = False) -> int:
+def run(job: dict, send: Send, setup_error: Exception | None = None, fork_cases: bool = False) -> int:
     """``serve``, ending with ``interrupted`` on Ctrl-C, SIGTERM or SIGHUP (after the samples taken)."""
     try:
-        serve(job, send, plugin_error=plugin_error, fork_cases=fork_cases)
+        serve(job, send, setup_error=setup_error, fork_cases=fork_cases)
         return 0
     except KeyboardInterrupt:
         send({"event": "interrupted"})
@@ -247,11 +249,11 @@ def _serve_stdin(args: argparse.Namespace, send: Send) -> int:
             importlib.import_module(module)
         except ImportError:
             pass  # e.g. torch on a board: a job that needs it fails and says why
-    plugin_error = None
+    setup_error: Exception | None = None
     try:
         plugins.load_all(args.plugin)  # the parent's own operators and models, before any case is built
     except plugins.PluginError as exc:
-        plugin_error = str(exc)
+        setup_error = exc
     send({"event": "ready", "pid": os.getpid()})
     text = sys.stdin.read()
     try:
@@ -260,7 +262,11 @@ def _serve_stdin(args: argparse.Namespace, send: Send) -> int:
         print(f"{PROG}: error: stdin: {exc}", file=sys.stderr)
         return 2
     try:
-        return run(job, send, plugin_error, fork_cases=True)
+        allocator.apply(Execution.from_dict(job["execution"]).allocator)  # before any case is built: forks inherit it
+    except allocator.AllocatorError as exc:
+        setup_error = setup_error or exc
+    try:
+        return run(job, send, setup_error, fork_cases=True)
     except BrokenPipeError:  # the parent, or the connection to it, is gone: there is no one to tell
         os._exit(PIPE_GONE)  # not sys.exit: flushing the dead pipe at exit would print a traceback
 

@@ -22,7 +22,8 @@ from tests.test_plugins import own_registries  # noqa: F401 -- a fixture: the re
 PROBE = Path(__file__).resolve().parent / "fixtures" / "probe_operator.py"
 
 
-def _run(tmp_path, monkeypatch, execution, channels=(8, 16), die=None) -> tuple[Report, list[tuple[int, int]]]:
+def _run(tmp_path, monkeypatch, execution, channels=(8, 16), die=None) -> tuple[Report, list[tuple[int, int, int]]]:
+    """The report, and each build's (pid, builds in that process, blocks mapped for 64 MiB there)."""
     log = tmp_path / "builds.log"
     monkeypatch.setenv("PROBE_OPERATOR_LOG", str(log))
     if die is not None:
@@ -41,7 +42,7 @@ def test_every_case_is_built_and_timed_in_a_process_where_no_other_ran(tmp_path,
     report, builds = _run(tmp_path, monkeypatch, tiny_execution)
     assert [row.status for row in report.rows] == ["ok", "ok"]
     (worker,) = report.workers  # one worker for the round
-    timed = [(pid, count) for pid, count in builds if pid != os.getpid()]  # the parent counts
+    timed = [(pid, count) for pid, count, _ in builds if pid != os.getpid()]  # the parent counts
     assert len(timed) == 2 and len({pid for pid, _ in timed}) == 2  # two processes ...
     assert worker["pid"] not in {pid for pid, _ in timed}  # ... neither of them the worker
     assert [count for _, count in timed] == [1, 1]  # each the first build of its process

@@ -98,7 +98,7 @@ def test_a_plugin_that_fails_in_a_worker_fails_each_case():
     job = {"task": "time", "execution": Execution().to_dict(), "budget": {"exact_runs": 1, "rounds": 1},
            "cases": [{"id": i, "workload": Workload("ghostconv", Shape(16, 8, 8), 1).to_dict()} for i in (0, 1)]}
     events = []
-    worker.serve(job, events.append, plugin_error="plugin x.py failed while loading: ValueError: no")
+    worker.serve(job, events.append, setup_error=plugins.PluginError("plugin x.py failed while loading: ValueError: no"))
     errors = [e for e in events if e["event"] == "error"]
     assert [e["id"] for e in errors] == [0, 1] and all("x.py failed" in e["error"] for e in errors)
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flopsbench import ceilings, validation
+from flopsbench import allocator, ceilings, validation
 from flopsbench.cli import ClickException, app
 from flopsbench.cli.options import (Cores, Device, Dtype, MinTime, OrtOptLevel, OrtSpinning, Rounds, Runtime, Threads,
                                     Warmup, bad, check_choice, run_settings, validated)
@@ -48,7 +48,8 @@ def ceilings_command(
         mode=None, batch=None, cuda_graph=False, l2_flush=False, channels_last=False, cudnn_benchmark=True,
         find_max_batch=False, tf32=False, threads=threads, cores=cores, dtype=dtype, warmup=warmup,
         min_time=min_time, min_runs=10, max_runs=10_000, runs=None, rounds=rounds, stop_ci=0.0, fmt="table",
-        output=output, save=False, results_dir=Path("results"), paper=False, seed=0)
+        output=output, save=False, results_dir=Path("results"), paper=False, seed=0,
+        allocator="retain" if allocator.available("retain") else "system")  # a peak: the steady state where it can
     execution = settings.execution
     validated(validation.check_folder, ceilings.cache_path(ceilings.key_for({}, execution)).parent,
               "FLOPSBENCH_CACHE", "set FLOPSBENCH_CACHE to a writable folder, e.g. FLOPSBENCH_CACHE=/tmp/flopsbench")

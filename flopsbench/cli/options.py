@@ -26,7 +26,7 @@ from rich.text import Text
 
 from flopsbench.constants import ARM_MACHINES
 from flopsbench.cli import invoked_args
-from flopsbench import busy, cuda, devices, plugins, remote, signals, validation
+from flopsbench import allocator, busy, cuda, devices, plugins, remote, signals, validation
 from flopsbench.backends import backend_for
 from flopsbench.columns import COLUMNS as COLUMN_NAMES, View, parse as parse_columns
 from flopsbench.environment import capture_environment
@@ -100,6 +100,10 @@ Threads = Annotated[int, typer.Option(parser=integer, help="torch intra-op threa
 Cores = Annotated[Optional[str], typer.Option(
     help="Cores to pin to, e.g. 0 or 0,2-3 (default: the first --threads allowed cores).")]
 Dtype = Annotated[str, typer.Option(help="Data type: " + ", ".join(DTYPES) + ".")]
+Allocator = Annotated[str, typer.Option(
+    help="How the timing process's malloc treats freed memory: retain (keeps it: after the warm-up no call faults "
+         "pages in, a long-running program's steady state) or system (as the environment configures it; glibc's "
+         "default faults some rows' pages in on every call, in some processes and not others).")]
 On = Annotated[Optional[str], typer.Option(
     "--on", metavar="DEVICE", help="Time on this device of the inventory (--devices): counting and export stay here; "
     "its kind, runtime, cores and threads come from the inventory (see docs/devices.md).")]
@@ -165,6 +169,7 @@ class SharedOptions:
     threads: Threads = _EXECUTION.threads
     cores: Cores = None
     dtype: Dtype = _EXECUTION.dtype
+    allocator: Allocator = _EXECUTION.allocator
     warmup: Warmup = _BUDGET.warmup_s
     min_time: MinTime = _BUDGET.min_time_s
     min_runs: MinRuns = _BUDGET.min_runs
@@ -247,10 +252,12 @@ def validate(command: str, o: SharedOptions, breakdown_depth: int = 0,
                     cores=",".join(map(str, target.cores)))
     over_ssh = target is not None and target.transport == "ssh"
     for value, choices, option in ((o.device, DEVICES, "--device"), (o.dtype, DTYPES, "--dtype"),
-                                   (o.fmt, FORMATS, "--format")):
+                                   (o.fmt, FORMATS, "--format"), (o.allocator, allocator.ALLOCATORS, "--allocator")):
         check_choice(value, choices, option)
     if not over_ssh:  # a device over ssh is checked there (flopsbench devices; the probe before a run)
         check_device(o.device)
+        if not allocator.available(o.allocator):
+            raise bad("--allocator", allocator.NEEDS_GLIBC)
     runtime = resolve_runtime(o.device, o.runtime, o.dtype)
     check_choice(o.ort_opt_level, OPT_LEVELS, "--ort-opt-level")
     if runtime == "onnxruntime" and breakdown_depth:
@@ -292,7 +299,7 @@ def validate(command: str, o: SharedOptions, breakdown_depth: int = 0,
         runtime_options = (("channels_last", o.channels_last),) if o.channels_last else ()
     execution = Execution(device=o.device, runtime=runtime, runtime_options=runtime_options, dtype=o.dtype,
                           batch=batch, threads=o.threads, cores=pinned_cores, budget=budget, seed=o.seed,
-                          breakdown_depth=breakdown_depth, breakdown_time_s=breakdown_time)
+                          breakdown_depth=breakdown_depth, breakdown_time_s=breakdown_time, allocator=o.allocator)
     return RunSettings(command, execution, validated(view_format, o.fmt, o.output), o.output,
                        save_path(o.results_dir, command, o.device, runtime, target and target.name) if o.save else None,
                        o.paper,
