@@ -78,8 +78,8 @@ def main() -> None:
                                      check=True, capture_output=True, text=True).stdout.split()
                 faults, median = float(out[-2]), float(out[-1])
                 results.setdefault((case, convention), []).append((faults, median))
-                print(f"{case:18} {convention:7} process {number + 1}: {faults:7.0f} faults/call  {median * 1e3:8.3f} ms",
-                      flush=True)
+                print(f"{case:18} {convention:7} process {number + 1}: {faults:7.0f} faults/call  "
+                      f"{median * 1e3:8.3f} ms", flush=True)
     print("\ncase               allocator  medians of the processes [ms]   faulting processes")
     for (case, convention), draws in results.items():
         medians = [median * 1e3 for _, median in draws]

@@ -35,8 +35,9 @@ def protocol(report: Report) -> dict[str, str]:
     report of, the device, runtime, batch, threads, precision (dtype, and TF32 on a GPU) and every
     runtime option that changes the speed (CUDA graphs, L2 flush, channels-last, the GPU's timing
     mode, onnxruntime's optimisation level and spinning), and the allocator's convention and the
-    environment variables that set it (glibc's mmap threshold moves some rows 5x). Not in it: the machine, the cores, the
-    timing budget and the seed: comparing those is what compare is for, or they change no speed."""
+    environment variables that set it (glibc's page faults move some rows 4x). Not in it: the
+    machine, the cores, the timing budget and the seed: comparing those is what compare is for, or
+    they change no speed."""
     execution, text = report.execution, plain_text
     threads = execution.threads
     aspects = {
