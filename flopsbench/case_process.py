@@ -8,6 +8,8 @@ fault their pages in) on every call: on the development VM gconv 192x28x28 took 
 cases and 10.0-10.8 ms alone in a fresh process (``Timer.blocked_autorange``), and its rounds
 swung between the two with its place in the shuffled order. A child forked before the worker ran
 anything starts from the allocator's state right after the imports, as a fresh process does.
+(Under ``--allocator retain``, the default, nothing is mapped at all, flopsbench.allocator; the
+fork still keeps each case's heap and caches apart from the others'.)
 
 The worker never runs an operator itself, so no thread pool or device context crosses the fork
 (CUDA cannot: its backend is not forked). The child's events go straight to the worker's event

@@ -232,7 +232,7 @@ def onnxruntime_details() -> dict:
 
 # Variables that change how fast the same code runs: the allocator's (LD_PRELOAD of jemalloc or
 # tcmalloc, glibc's MALLOC_* and tunables: its mmap threshold alone moved dwconv 96x56x56 between
-# 2 and 10 ms, see flopsbench.case_process), and those of the thread pools, the kernels' libraries
+# 2 and 10 ms, see flopsbench.allocator), and those of the thread pools, the kernels' libraries
 # and CUDA's launches and allocator.
 ALLOCATOR_VARIABLES, ALLOCATOR_PREFIXES = ("LD_PRELOAD", "GLIBC_TUNABLES"), ("MALLOC_",)
 TIMING_VARIABLES = (*ALLOCATOR_VARIABLES, "CUDA_LAUNCH_BLOCKING", "PYTORCH_CUDA_ALLOC_CONF", "CUBLAS_WORKSPACE_CONFIG")
