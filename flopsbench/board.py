@@ -329,7 +329,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> Report:
     case = Case(row, {"workload": row.workload.to_dict(), "onnx": str(path.resolve())})
     try:
         with signals.ending_as_interrupt():  # SIGTERM and SIGHUP keep the samples as Ctrl-C does
-            rounds.measure(report, [case], backend_for(execution).transport(execution))
+            rounds.measure(report, [case], backend_for(execution).transport())
     except KeyboardInterrupt:
         pass  # the report stays incomplete
     return report

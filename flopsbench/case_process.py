@@ -1,7 +1,8 @@
 """Each case of a worker's job in a process of its own, forked from the worker.
 
-The worker is a new process per round (flopsbench.transport); what this fork adds is that no
-case runs after another in the same process. glibc's malloc raises its mmap threshold as large blocks are freed, so a case timed
+The worker is a new interpreter per round (flopsbench.transport), so each round still draws an
+address-space layout of its own; what the fork adds is that no case runs after another in the
+same process. glibc's malloc raises its mmap threshold as large blocks are freed, so a case timed
 after bigger ones gets its buffers from the heap, while alone it would map and unmap them (and
 fault their pages in) on every call: on the development VM gconv 192x28x28 took 7.5 ms after other
 cases and 10.0-10.8 ms alone in a fresh process (``Timer.blocked_autorange``), and its rounds
@@ -86,7 +87,7 @@ def describe(code: int) -> str:
 
 
 def _child(work: Callable[[], bool], parent: int) -> int:
-    die_with(parent)
+    _die_with(parent)
     status = 1
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, ENDING)
@@ -110,7 +111,7 @@ def _flush() -> None:
             pass
 
 
-def die_with(parent: int) -> None:
+def _die_with(parent: int) -> None:
     """On Linux, SIGKILL this process when the worker dies; if it is gone already, exit now."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)

@@ -34,9 +34,9 @@ from flopsbench.transport import FreshProcesses, OnEvent, worker_arguments
 # them from a directory holding these alone, without torch: a module missing here fails it).
 REMOTE_MODULES = (
     "__init__", "allocator", "backends/__init__", "backends/ort", "board", "breakdown", "busy", "case_process",
-    "checksum", "constants", "cpu", "energy", "environment", "fork_server", "ort_runtime", "output", "peak_memory",
-    "plugins", "probe", "process_exit", "report", "rounds", "sampling", "signals", "spec", "stats", "timing",
-    "validation", "worker",
+    "checksum", "constants", "cpu", "energy", "environment", "ort_runtime", "output", "peak_memory", "plugins",
+    "probe", "process_exit", "report", "rounds", "sampling", "signals", "spec", "stats", "timing", "validation",
+    "worker",
 )
 SSH_OPTIONS = ("-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3")
 LOST = 255  # ssh's exit code when the connection failed or dropped

@@ -136,8 +136,7 @@ def run_job(report: Report, cases: list[Case], task: str, budget: TimingBudget, 
     pending = {index: case for index, case in enumerate(cases)}
     while pending:
         record = {"task": task, "round": None if round_index is None else round_index + 1, "order_seed": seed,
-                  "cases": [case.label for case in pending.values()], "pid": None, "parent_pid": None,
-                  "exit_code": None}
+                  "cases": [case.label for case in pending.values()], "pid": None, "exit_code": None}
         report.workers.append(record)
         job = {"task": task, "execution": report.execution.to_dict(), "budget": asdict(budget),
                "cases": [{"id": index, **case.job, "earlier": case.row.runtime or {}} for index, case in pending.items()]}
@@ -163,7 +162,6 @@ class WorkerEvents:
         kind = event.get("event") if isinstance(event, dict) else None
         if kind == "start":
             self.record["pid"] = _int(event.get("pid"))
-            self.record["parent_pid"] = _int(event.get("parent_pid"))  # flopsbench, or the fork server
             environment = event.get("environment")
             if isinstance(environment, dict):
                 for key, value in environment.items():

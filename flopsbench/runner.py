@@ -132,7 +132,7 @@ def run_all(report: Report, workloads: Iterable[Workload],
     partial results; ``report.complete`` stays False if interrupted."""
     execution = report.execution
     backend = backend_for(execution)
-    transport = transport or backend.transport(execution)
+    transport = transport or backend.transport()
 
     def counted() -> Iterator[Case]:
         for workload in workloads:

@@ -1,12 +1,10 @@
 """How a job reaches a worker process and its events come back.
 
-``FreshProcesses`` is the default: every job runs in a new worker process, ``python -m
-flopsbench.worker`` (flopsbench.remote's SshWorkers starts it on another machine, over ssh). Under
-``--allocator system`` each is a new interpreter, not a fork of one: a forked process inherits its
-parent's address-space layout, and under glibc's defaults the layout alone moved pwconv 96x56x56
-between 6.3 and 9.5 ms, so rounds forked from one parent would all draw the same layout instead of
-sampling it. Under ``retain`` (the default) the layout no longer matters, and workers are forked
-from a server that imported torch once (flopsbench.fork_server). Importing torch takes
+``FreshProcesses`` is the default: every job runs in a new interpreter, ``python -m
+flopsbench.worker`` (flopsbench.remote's SshWorkers starts it on another machine, over ssh). A
+new interpreter, not a fork of one: a forked process inherits its parent's address-space layout,
+and on the development VM layout alone moved pwconv 96x56x56 between 6.6 and 10-13 ms, so rounds
+forked from one parent all drew the same layout instead of sampling it. Importing torch takes
 ~2 s, so ``start(count)`` launches workers of a run ahead (rounds.workers_ahead), to import while
 the parent counts; a job is handed over only once no worker is still importing, so that nothing
 else runs while one times. ``InProcess`` runs the job in this very process, for tests of
@@ -32,35 +30,20 @@ MAX_AHEAD = 8  # workers started ahead of their jobs (each holds an imported tor
 
 
 class FreshProcesses:
-    """``fork_server``: each worker forked from one interpreter that imported the preload once
-    (flopsbench.fork_server; ``--allocator retain`` on Linux), not a new interpreter; a worker the
-    server cannot fork is started as a new interpreter."""
-
     def __init__(self, preload: Sequence[str] = (), prefix: Sequence[str] = (), python: str = sys.executable,
-                 plugins: Sequence[str] = (), fork_server: bool = False):
+                 plugins: Sequence[str] = ()):
         self.command = [*prefix, python, "-m", "flopsbench.worker", *worker_arguments(preload, plugins)]
-        self.waiting: list = []  # started, importing or ready, no job yet: Popen or ForkedWorker
-        self.ready: dict = {}  # ready -> the worker's pid, as it said
+        self.waiting: list[subprocess.Popen] = []  # started, importing or ready, no job yet
+        self.ready: dict[subprocess.Popen, int | None] = {}  # ready -> the worker's pid, as it said
         self.popen_options: dict = {}
-        self.fork_server = fork_server
-        self.server = None  # the ForkServer, once started
 
     def start(self, count: int = 1) -> None:
         """Launch ``count`` workers now (each imports its modules, then waits for a job), at most
         MAX_AHEAD at a time: a run of 50 rounds must not start 50 interpreters at once. The
         rest start when their job comes."""
         for _ in range(max(0, min(count, MAX_AHEAD - len(self.waiting)))):
-            self.waiting.append(self._forked() or subprocess.Popen(
-                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **self.popen_options))
-
-    def _forked(self):
-        if not self.fork_server:
-            return None
-        from flopsbench.fork_server import ForkServer
-
-        if self.server is None:
-            self.server = ForkServer(self.command)  # it imports while the parent counts
-        return self.server.fork()
+            self.waiting.append(subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                 text=True, **self.popen_options))
 
     def run(self, job: dict, on_event: OnEvent) -> int | None:
         if not self.waiting:
@@ -103,16 +86,13 @@ class FreshProcesses:
         return ended(exit_code)
 
     def close(self) -> None:
-        """Stop the workers that got no job (they only wait for one), and the fork server."""
+        """Stop the workers that got no job (they only wait for one)."""
         for process in self.waiting:
             process.kill()
             process.wait()
             process.stdin.close()
             process.stdout.close()
         self.waiting, self.ready = [], {}
-        if self.server is not None:
-            self.server.close()
-            self.server = None
 
 
 def ended(exit_code: int | None) -> str:

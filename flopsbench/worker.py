@@ -3,7 +3,7 @@
 It gets a job (the cases' specs, the execution settings, the budget, the task, and for each case
 what earlier rounds recorded of how it ran, ``earlier``), builds each case from its spec and seed
 through its backend (or opens the case's ONNX file), pins itself, warms up, times, and streams
-events back: ``ready``, ``start`` (pid, the parent's pid, the device's environment), then per case ``case`` (begun)
+events back: ``ready``, ``start`` (pid, the device's environment), then per case ``case`` (begun)
 and its result (``samples``, ``max_batch`` or ``breakdown``) or ``error``, and ``done`` (or
 ``interrupted``). A ``samples`` event also says how the case started in this process (its cold
 start: the build's seconds, the first call's, every warm-up call's), how far its memory rose
@@ -12,11 +12,10 @@ on stdout::
 
     python -m flopsbench.worker --preload torch,flopsbench_zoo [--plugin my_ops.py] < job.json
 
-Each worker is a process of its own that times one job and exits (``flopsbench.transport``):
-under ``--allocator retain`` forked from a server that imported the preload once
-(``--fork-server``, flopsbench.fork_server), under ``system`` a new interpreter, since a fork
-inherits its parent's address-space layout and under glibc's defaults that layout alone moved
-pwconv 96x56x56 between 6.3 and 9.5 ms (flopsbench.allocator). Within the job, each case runs in a child
+Each worker is a new interpreter that times one job and exits (``flopsbench.transport``): a
+process forked from another inherits its address-space layout, and on the development VM that
+layout alone moved pwconv 96x56x56 between 6.6 and 10-13 ms, so rounds forked from one parent
+would all draw the same layout instead of sampling it. Within the job, each case runs in a child
 forked from the worker before it ran anything (``flopsbench.case_process``; not on CUDA), so no
 case inherits the allocator state another left behind; the allocator's convention (``--allocator``,
 flopsbench.allocator) is set before the first case.
@@ -74,7 +73,7 @@ def serve(job: dict, send: Send, clock: Callable[[], float] = time.perf_counter,
     execution = Execution.from_dict(job["execution"])
     budget = TimingBudget(**job["budget"])
     backend = backend_for(execution)
-    send({"event": "start", "pid": os.getpid(), "parent_pid": os.getppid(), "environment": backend.environment()})
+    send({"event": "start", "pid": os.getpid(), "environment": backend.environment()})
     task = TASKS[job["task"]]
     forked = fork_cases and backend.forks_cases and case_process.available()
     for position, case in enumerate(job["cases"]):
@@ -222,71 +221,41 @@ def parse_job(text: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: import ``--preload``, say ``ready``, then read one JSON job from stdin
-    (to its end) and send its events, one JSON line each, on stdout. With ``--fork-server FD``, import
-    them once and fork a worker per request on the socket FD instead (flopsbench.fork_server)."""
+    (to its end) and send its events, one JSON line each, on stdout."""
     parser = argparse.ArgumentParser(prog=PROG, description="Time a flopsbench job; events as JSON lines.")
     parser.add_argument("--preload", default="", help="comma list of modules to import before reading the job")
     parser.add_argument("--plugin", action="append", default=[],
                         help="a plugin the parent loaded, to load before reading the job (repeatable, in order)")
-    parser.add_argument("--fork-server", type=int, metavar="FD",
-                        help="serve fork requests on this Unix socket, each a worker (flopsbench.fork_server)")
     args = parser.parse_args(argv)
-    protocol = os.fdopen(os.dup(1), "w") if args.fork_server is None else None
+    protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the events
     _own_process()
-    try:
-        setup_error = _prepare(args)
-    except KeyboardInterrupt:
-        return 130  # nothing was asked of it yet
-    if protocol is None:
-        from flopsbench import fork_server
 
-        return fork_server.serve(args.fork_server,
-                                 lambda job_fd, events_fd: _forked(job_fd, events_fd, setup_error))
-    return _answer(sys.stdin.read, protocol, setup_error)
-
-
-def _prepare(args: argparse.Namespace) -> Exception | None:
-    """Import the preload and load the plugins; why no case can run here, if one cannot."""
-    for module in filter(None, args.preload.split(",")):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pass  # e.g. torch on a board: a job that needs it fails and says why
-    try:
-        plugins.load_all(args.plugin)  # the parent's own operators and models, before any case is built
-    except plugins.PluginError as exc:
-        return exc
-    return None
-
-
-def _forked(job_fd: int, events_fd: int, setup_error: Exception | None) -> int:
-    """A worker forked by the fork server: its job on ``job_fd``, its events on ``events_fd``."""
-    _own_process()
-    with os.fdopen(job_fd) as job:
-        status = _answer(job.read, os.fdopen(events_fd, "w"), setup_error)
-    for stream in (sys.stdout, sys.stderr):  # it ends with os._exit, which flushes nothing
-        stream.flush()
-    return status
-
-
-def _answer(read_job: Callable[[], str], protocol, setup_error: Exception | None) -> int:
-    """Say ``ready``, read the job, run it: the worker's exit status."""
     def send(event: dict) -> None:
         protocol.write(json.dumps(event) + "\n")
         protocol.flush()
 
     try:
-        status = _serve(read_job, send, setup_error)
+        status = _serve_stdin(args, send)
         _ANSWERED.append(True)  # a signal before this line is an interrupt; after it, nothing
     except KeyboardInterrupt:
         status = 130  # before the job began or after it was answered: nothing was measured, or all is sent
     return status
 
 
-def _serve(read_job: Callable[[], str], send: Send, setup_error: Exception | None) -> int:
+def _serve_stdin(args: argparse.Namespace, send: Send) -> int:
+    for module in filter(None, args.preload.split(",")):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass  # e.g. torch on a board: a job that needs it fails and says why
+    setup_error: Exception | None = None
+    try:
+        plugins.load_all(args.plugin)  # the parent's own operators and models, before any case is built
+    except plugins.PluginError as exc:
+        setup_error = exc
     send({"event": "ready", "pid": os.getpid()})
-    text = read_job()
+    text = sys.stdin.read()
     try:
         job = parse_job(text)
     except ValueError as exc:

@@ -33,7 +33,7 @@ def in_process(base: type, hook: Interrupting) -> type:
     """``base`` (a real backend) run in this process, its calls going through ``hook``."""
 
     class Hooked(base):
-        def transport(self, execution=None):
+        def transport(self):
             return InProcess()
 
         def prepare(self, case, execution):

@@ -184,7 +184,7 @@ class FakeGPU(TorchCUDA):
         self.built.append(execution.batch)
         return self.modules[channels // 8 - 1], torch.zeros(execution.batch, channels, 4, 4)
 
-    def transport(self, execution=None):
+    def transport(self):
         return InProcess()
 
     def prepare(self, case, execution):
@@ -406,7 +406,7 @@ class CPUasGPU(TorchCUDA):
 
     device = "cpu"
 
-    def transport(self, execution=None):
+    def transport(self):
         return InProcess()
 
 

@@ -69,19 +69,15 @@ class Backend:
     builds_from_spec: bool = True  # its workers build cases from their specs (and so need the parent's plugins)
     forks_cases: bool = True  # each case in a child forked from its worker (flopsbench.case_process)
 
-    def transport(self, execution: Execution | None = None):
-        """How this backend's workers are reached: by default, a new worker process per job that
+    def transport(self):
+        """How this backend's workers are reached: by default, a new interpreter per job that
         imports ``preload`` ahead of it and, if it builds cases from their specs, loads the plugins
         this process loaded (flopsbench.plugins), so that it knows their operators and models (see
-        flopsbench.transport). Forked from one server that imported them once where the backend
-        forks its cases and ``execution`` keeps freed memory (``--allocator retain``)."""
-        from flopsbench import fork_server, plugins
+        flopsbench.transport)."""
+        from flopsbench import plugins
         from flopsbench.transport import FreshProcesses
 
-        forked = (execution is not None and execution.allocator == "retain" and self.forks_cases
-                  and fork_server.available())
-        return FreshProcesses(self.preload, plugins=plugins.loaded() if self.builds_from_spec else (),
-                              fork_server=forked)
+        return FreshProcesses(self.preload, plugins=plugins.loaded() if self.builds_from_spec else ())
 
     def stage(self, row, module, x, execution: Execution) -> dict:
         """Parent side, after counting: extra fields of the case's job (may fill ``row.runtime``)."""
