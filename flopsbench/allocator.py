@@ -5,15 +5,15 @@ on first touch, and returns it with ``munmap``; it raises that threshold as such
 and gives the top of the heap back to the system once more than twice the threshold lies free
 there. Whether a case's activations then come from pages already faulted in is a matter of where
 the heap's top happens to lie, which the address-space layout moves from process to process. On the
-development VM, pwconv 96x56x56 faulted 1,668 pages a call and took 8.9-10.0 ms in some fresh
-processes, none and 6.3-6.7 ms in others, at random (with ASLR off, it was the same every time);
-dwconv 96x56x56 faulted 3,000-3,800 pages a call and took 8.2-12.5 ms in every one, 2.1-2.2 ms
-without the faults. A median over a few processes is then a draw from two speeds, not a property
-of the operator.
+development VM (results/allocator/draws.txt), pwconv 96x56x56 faulted 1,668 pages a call and took
+9.3-9.5 ms in 2 of 6 fresh processes, none and 6.3-6.5 ms in the others (with ASLR off, every
+process was alike); dwconv 96x56x56 faulted 3,074-3,768 pages a call and took 8.4-10.1 ms in every
+one, 2.1-2.2 ms without the faults. A median over a few processes is then a draw from two speeds,
+not a property of the operator.
 
 ``retain`` (the default) makes malloc keep what it got: no block is served by ``mmap`` and the heap
 is never trimmed, so after the warm-up every call reuses pages already faulted in, the steady state
-of a long-running program, and what PyTorch's CPU tuning advice gets from jemalloc or tcmalloc.
+of a long-running program, and what PyTorch's performance tuning guide gets from jemalloc or tcmalloc.
 ``system`` leaves the allocator as the environment configured it (glibc's defaults, or whatever
 ``LD_PRELOAD``, ``MALLOC_*`` and ``GLIBC_TUNABLES`` set, which reports record): what an untuned
 program sees, page faults and draws included. ``retain`` needs glibc (``mallopt``); the worker sets
@@ -31,8 +31,6 @@ DEFAULT = "retain"
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 RETAIN = {"M_MMAP_MAX": 0, "M_TRIM_THRESHOLD": -1}  # no block mapped; -1: never trim the heap
 _PARAMETERS = {"M_MMAP_MAX": M_MMAP_MAX, "M_TRIM_THRESHOLD": M_TRIM_THRESHOLD}
-
-
 NEEDS_GLIBC = "retain needs glibc's malloc, which this machine's Python does not use; use --allocator system"
 
 

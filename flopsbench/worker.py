@@ -13,9 +13,11 @@ on stdout::
     python -m flopsbench.worker --preload torch,flopsbench_zoo [--plugin my_ops.py] < job.json
 
 Each worker is a new interpreter that times one job and exits (``flopsbench.transport``): a
-process forked from another inherits its address-space layout, and on the development VM that
-layout alone moved pwconv 96x56x56 between 6.6 and 10-13 ms, so rounds forked from one parent
-would all draw the same layout instead of sampling it. Within the job, each case runs in a child
+process forked from another inherits its address-space layout, and on the development VM under
+glibc's default allocator that layout alone moved pwconv 96x56x56 between 6.3 and 9.5 ms, so
+rounds forked from one parent would all draw the same layout instead of sampling it (under
+``--allocator retain`` too, rounds forked from one server once shared a 40 % slower gconv
+384x14x14: docs/performance.md). Within the job, each case runs in a child
 forked from the worker before it ran anything (``flopsbench.case_process``; not on CUDA), so no
 case inherits the allocator state another left behind; the allocator's convention (``--allocator``,
 flopsbench.allocator) is set before the first case.
