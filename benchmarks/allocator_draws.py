@@ -14,10 +14,11 @@ processes' medians and how many of them faulted."""
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
+
+from stack import pinned_stack
 
 CASES = ("pwconv:96x56x56", "dwconv:96x56x56", "conv:192x28x28")
 
@@ -27,20 +28,9 @@ def one_process(op: str, shape: str, convention: str, core: int, seconds: float)
     import resource
     import time
 
-    os.sched_setaffinity(0, {core})
-    from flopsbench import allocator
-
-    allocator.apply(convention)
+    module, x = pinned_stack(op, shape, convention=convention, core=core)
     import torch
 
-    import flopsbench_zoo
-    from flopsbench.build import build_case
-    from flopsbench.spec import Execution, Shape, Workload
-
-    torch.set_num_threads(1)
-    definition = flopsbench_zoo.get_operator(op)
-    workload = Workload(op, Shape.parse(shape), 10, tuple(definition.resolve({}).items()))
-    module, x = build_case(workload, Execution(cores=(core,)))
     samples = []
     with torch.inference_mode():
         for _ in range(20):

@@ -10,35 +10,24 @@ Each process pins itself to ``--core``, one thread, inference mode, sets the con
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
+
+from stack import pinned_stack
 
 
 def one_process(convention: str, core: int) -> str:
     import resource
     import time
 
-    os.sched_setaffinity(0, {core})
-    from flopsbench import allocator
-
-    allocator.apply(convention)
+    module, x = pinned_stack("conv", "192x28x28", core, convention)
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
-
-    import flopsbench_zoo
-    from flopsbench.build import build_case
-    from flopsbench.spec import Execution, Shape, Workload
 
     class PassThrough(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             return func(*args, **(kwargs or {}))
-
-    torch.set_num_threads(1)
-    definition = flopsbench_zoo.get_operator("conv")
-    module, x = build_case(Workload("conv", Shape(192, 28, 28), 10, tuple(definition.resolve({}).items())),
-                           Execution(cores=(core,)))
 
     def timed(calls: int = 25) -> str:
         samples, faults = [], resource.getrusage(resource.RUSAGE_SELF).ru_minflt

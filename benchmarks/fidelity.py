@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from stack import pinned_stack
 
 CASES = ("conv:192x28x28", "pconv:192x28x28", "dwconv:768x7x7", "pwconv:96x56x56", "gconv:384x14x14")
 FLOPSBENCH = [sys.executable, "-m", "flopsbench"]
@@ -49,21 +50,10 @@ def timer_median(op: str, shape: str, core: int, min_run_time: float, allocator:
 def time_with_timer(op: str, shape: str, core: int, min_run_time: float, convention: str) -> float:
     """In this fresh process: build the stack as flopsbench does (seed 0, fp32, batch 1), pin,
     one thread, inference mode, the same allocator convention, Timer.blocked_autorange."""
-    os.sched_setaffinity(0, {core})
-    from flopsbench import allocator
-
-    allocator.apply(convention)
+    module, x = pinned_stack(op, shape, core, convention)
     import torch
     import torch.utils.benchmark as benchmark
 
-    import flopsbench_zoo
-    from flopsbench.build import build_case
-    from flopsbench.spec import Execution, Shape, Workload
-
-    torch.set_num_threads(1)
-    definition = flopsbench_zoo.get_operator(op)
-    workload = Workload(op, Shape.parse(shape), 10, tuple(definition.resolve({}).items()))
-    module, x = build_case(workload, Execution(cores=(core,)))
     with torch.inference_mode():
         measurement = benchmark.Timer("module(x)", globals={"module": module, "x": x},
                                       num_threads=1).blocked_autorange(min_run_time=min_run_time)

@@ -8,7 +8,8 @@ from this process (which imported torch and flopsbench_zoo and set ``retain`` fi
 A fork inherits the parent's address-space layout; under glibc's defaults that layout decided
 whether a case faulted its pages in (benchmarks/allocator_draws.py). If, under ``retain``, forked
 and fresh processes agree, rounds could be forked from one imported interpreter instead of each
-importing torch (~2 s of CPU a round on the development VM)."""
+importing torch (~2 s of CPU a round on the development VM). That was tried and dropped: rounds
+forked from one server shared its state (docs/performance.md)."""
 
 from __future__ import annotations
 
