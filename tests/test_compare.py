@@ -607,6 +607,20 @@ def test_golden_values_by_hand():
     assert float(record["NEW / BASE"]) == pytest.approx(np.median(_samples(11, 1.10)) / np.median(_samples(1)))
 
 
+def test_every_view_says_how_many_verdicts_chance_alone_could_give():
+    """Two same-code runs of 20 rows back to back gave 2 verdicts on the development VM; each of the
+    golden comparison's three tested rows errs at most ALPHA of the time: 0.15 of 3 on average."""
+    comparison = golden_comparison()
+    assert [pair.verdict for pair in comparison.tested()] == [SLOWER, NO_CHANGE, FASTER]
+    assert len(comparison.verdicts()) == 2 and comparison.chance_verdicts() == pytest.approx(3 * ALPHA)
+    line = "By chance: 2 of the 3 row(s) tested are faster or slower."
+    for fmt in ("md", "latex", "table"):
+        assert line in " ".join(render_comparison(comparison, fmt).split()), fmt
+    assert json.loads(render_comparison(comparison, "json"))["chance"] == {
+        "rows_tested": 3, "verdicts": 2, "verdicts_by_chance_at_most": pytest.approx(0.15)}
+    assert "By chance" not in render_comparison(compare_reports(_report([]), _report([])), "md")
+
+
 def test_views_share_one_signature():
     comparison = golden_comparison()
     for fmt, export in VIEWS.items():

@@ -162,6 +162,8 @@ def header_lines(comparison: Comparison, threshold: float | None, text: Callable
              _side_line("BASE", comparison.base_name, comparison.base, text),
              _side_line("NEW", comparison.new_name, comparison.new, text),
              RATIO_NOTE, VERDICT_NOTE]
+    if comparison.tested():
+        lines.append(chance_line(comparison))
     if threshold is not None:
         regressions = comparison.regressions(threshold)
         lines.append(f"--fail-above {_percent(threshold)}: "
@@ -169,6 +171,15 @@ def header_lines(comparison: Comparison, threshold: float | None, text: Callable
                         + ", ".join(_where(pair, text) for pair in regressions) if regressions
                         else "no row is significantly slower by more."))
     return lines
+
+
+def chance_line(comparison: Comparison) -> str:
+    """How many of the verdicts chance alone could give: with many rows, a few by chance are expected."""
+    tested = len(comparison.tested())
+    return (f"By chance: {len(comparison.verdicts())} of the {tested} row(s) tested are faster or slower. Were "
+            f"nothing changed, each test would still say so up to {ALPHA:.0%} of the time: up to "
+            f"{comparison.chance_verdicts():.1f} of {tested} on average. A change is surer when many rows share it, "
+            "or when a repeated pair of runs shows it again.")
 
 
 def note_lines(comparison: Comparison, text: Callable[[object], str] = plain_text) -> list[str]:
@@ -257,6 +268,9 @@ def export_json(comparison: Comparison, stream: TextIO, threshold: float | None 
                            "in all, else the normal approximation with tie and continuity corrections",
                    "alpha": ALPHA, "min_samples": MIN_SAMPLES, "min_rounds": MIN_ROUNDS,
                    "verdict": "faster or slower when p < alpha and the interval excludes 1"},
+        "chance": {"rows_tested": len(comparison.tested()),
+                   "verdicts": len(comparison.verdicts()),
+                   "verdicts_by_chance_at_most": comparison.chance_verdicts()},
         "fail_above": threshold,
         "rows": [{"workload": pair.workload.to_dict(), "verdict": pair.verdict, "reason": pair.reason,
                   "ratio": pair.ratio, "ratio_ci_low": pair.ratio_ci and pair.ratio_ci[0],
