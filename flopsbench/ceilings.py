@@ -17,7 +17,7 @@ Count here, time there, as for the rows: this process works out each kernel's FL
 pinned to the cores with the threads, through the rows' warm-up and sample loop. The worker side
 needs no torch for onnxruntime.
 
-A record is cached per host, CPU (and GPU), device, runtime, threads, cores and dtype under
+A record is cached per host, CPU (and GPU), device, runtime, threads, cores, dtype and METHOD under
 $FLOPSBENCH_CACHE/ceilings; the views find it there (``for_report``) to add "% of peak" and
 "Bound by" to a report, or take one given with --ceilings (``given``)."""
 
@@ -54,6 +54,10 @@ CONVENTION = (f"{FLOP_CONVENTION}; a GEMM M×N×K counts M·N·K FLOPs, so these
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 DEVICES = ("cpu", "cuda", "arm")
 MAX_RECORD_BYTES = 16 << 20  # a record holds a few thousand samples; more is not one
+# How the kernels are timed, part of a record's key so that the cache never serves a record timed
+# otherwise. 2: under the allocator's steady state (--allocator retain, where glibc has it); the
+# records before it (no "method") took conv's output pages afresh every call and read its peak low.
+METHOD = 2
 OPSET = 17
 
 
@@ -387,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def key_for(environment: dict, execution: Execution) -> dict:
     """What a record is cached under: the machine (host, CPU, and GPU on cuda), device, runtime,
-    threads, cores and dtype. Taken from a report's environment as well, so never trusted."""
+    threads, cores and dtype, and how its kernels were timed (METHOD). Taken from a report's
+    environment as well, so never trusted."""
     def text(name: str) -> str | None:
         value = environment.get(name)
         return value if isinstance(value, str) else None
@@ -395,7 +400,7 @@ def key_for(environment: dict, execution: Execution) -> dict:
     return {"hostname": text("hostname"), "cpu_model": text("cpu_model"),
             "gpu_name": text("gpu_name") if execution.device == "cuda" else None,
             "device": execution.device, "runtime": execution.runtime, "threads": execution.threads,
-            "cores": list(execution.cores), "dtype": execution.dtype}
+            "cores": list(execution.cores), "dtype": execution.dtype, "method": METHOD}
 
 
 def cache_path(key: dict) -> Path:
@@ -457,7 +462,8 @@ class Ceilings:
         checks = {"hostname": _optional_text, "cpu_model": _optional_text, "gpu_name": _optional_text,
                   "device": lambda v: v in DEVICES, "runtime": lambda v: v in RUNTIMES, "dtype": lambda v: v in DTYPES,
                   "threads": lambda v: _int(v) is not None and v >= 1,
-                  "cores": lambda v: isinstance(v, list) and all(_int(c) is not None and c >= 0 for c in v)}
+                  "cores": lambda v: isinstance(v, list) and all(_int(c) is not None and c >= 0 for c in v),
+                  "method": lambda v: v is None or _int(v) is not None}  # None: a record from before METHOD
         if not isinstance(key, dict):
             raise ValueError("key: should be an object")
         for name, check in checks.items():

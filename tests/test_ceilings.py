@@ -72,7 +72,8 @@ def test_record_takes_each_kernels_best_sample_and_states_the_convention():
     convention = record["flop_convention"]
     assert "1 multiply-add = 1 FLOP" in convention and "half the usual 2·M·N·K" in convention
     assert record["key"] == {"hostname": "testhost", "cpu_model": "Test CPU @ 3.00GHz", "gpu_name": None,
-                             "device": "cpu", "runtime": "torch", "threads": 1, "cores": [0], "dtype": "fp32"}
+                             "device": "cpu", "runtime": "torch", "threads": 1, "cores": [0], "dtype": "fp32",
+                             "method": ceilings.METHOD}
 
 
 def test_default_sizes_stream_beyond_the_largest_cache(tmp_path):
@@ -205,6 +206,20 @@ def test_cached_record_is_found_for_exactly_its_key(cache):
     assert ceilings.for_report(ENVIRONMENT, _execution()) is None  # no columns, no crash
 
 
+def test_a_record_timed_before_the_method_is_never_served_from_the_cache(cache):
+    """Records from before METHOD 2 timed conv with its output's pages taken afresh every call (the
+    system's allocator), so their peak reads low: the cache must not hold a report against one."""
+    old = _record()
+    del old["key"]["method"]
+    ceilings.save(old)
+    assert ceilings.for_report(ENVIRONMENT, _execution()) is None
+    ceilings.save(_record())
+    assert ceilings.for_report(ENVIRONMENT, _execution()).key["method"] == ceilings.METHOD
+    given = Ceilings.from_record(old, "old.json")  # given by hand, it is used, and the difference said
+    assert given.differences(ceilings.key_for(ENVIRONMENT, _execution())) == [
+        f"method None (the report: {ceilings.METHOD})"]
+
+
 @pytest.mark.parametrize("change, says", [
     ({"schema": "flopsbench.report"}, "not a flopsbench.ceilings record"),
     ({"peak_flops_per_s": "1e11"}, "peak_flops_per_s"),
@@ -213,6 +228,7 @@ def test_cached_record_is_found_for_exactly_its_key(cache):
     ({"bandwidth_bytes_per_s": 1e400}, "bandwidth_bytes_per_s"),
     ({"key": []}, "key"),
     ({"key": {"device": "tpu"}}, "key.device"),
+    ({"key": {**_record()["key"], "method": "2; rm -rf /"}}, "key.method"),
     ({"created_utc": 5}, "created_utc"),
 ])
 def test_hostile_records_are_refused(change, says):
