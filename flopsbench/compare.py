@@ -37,6 +37,9 @@ at every level of the experiment, process runs first). For each pair:
   rounds') shows the ratio alone. A row whose round sizes are missing (an older report) or unusable
   (not counts adding up to its samples) counts its samples as one round, and its reason says so.
 
+Each row's test errs at most ALPHA of the time where nothing changed, so among many rows a few
+verdicts may be chance alone; the views say how many (``Comparison.chance_verdicts``).
+
 The rounds of one run spread over that run's time only: a machine slower on the whole, from one
 run to the next, looks like a change, so a change of a few per cent is worth a repeated pair of
 runs. A regression for ``--fail-above`` follows asv's rule (``asv continuous --factor``):
@@ -116,8 +119,8 @@ class Comparison:
     def chance_verdicts(self) -> float:
         """How many verdicts of faster or slower the tested rows would give at most by chance alone,
         were nothing changed: each test errs at most ALPHA of the time (the exact test less, its
-        p-values being discrete), and the interval must agree as well. Two default 20-row runs back
-        to back on the development VM gave 2 such verdicts among 20 (results/stop-rule/)."""
+        p-values being discrete), and the interval must agree as well. Two same-code runs of 20 rows
+        back to back on the development VM (--stop-ci 0) gave 2 such verdicts (results/stop-rule/)."""
         return len(self.tested()) * ALPHA
 
 

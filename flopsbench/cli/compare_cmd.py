@@ -270,7 +270,7 @@ def export_json(comparison: Comparison, stream: TextIO, threshold: float | None 
                    "verdict": "faster or slower when p < alpha and the interval excludes 1"},
         "chance": {"rows_tested": len(comparison.tested()),
                    "verdicts": len(comparison.verdicts()),
-                   "verdicts_by_chance_at_most": comparison.chance_verdicts()},
+                   "verdicts_by_chance_at_most": round(comparison.chance_verdicts(), 6)},
         "fail_above": threshold,
         "rows": [{"workload": pair.workload.to_dict(), "verdict": pair.verdict, "reason": pair.reason,
                   "ratio": pair.ratio, "ratio_ci_low": pair.ratio_ci and pair.ratio_ci[0],
