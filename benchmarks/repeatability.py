@@ -1,10 +1,10 @@
 """Repeatability: ``--runs`` default ``flopsbench ops`` runs (or any other flopsbench command line)
 back to back, each with its wall-clock seconds; then, for every row of at least ``--floor-ms``
 in the first run, how far the other runs' medians lie from it, and how many rows agree within
-``--within`` (issue 9's goal: every row >= 1 ms within 2 %). Before each run and after the last, a
-machine probe: a fixed pure-Python loop pinned to ``--core`` for ~1.5 s, its median call against
-its fastest; how far the probe's medians move between runs is the machine's own drift, which no
-harness can take out. The reports stay in ``--out``::
+``--within`` (issue 9's goal: every row >= 1 ms within 2 %). Before each run and after the last,
+two machine probes pinned to ``--core``: a fixed pure-Python loop (~1.5 s) and a 64 MiB numpy copy
+(60 calls), each one's median call against its fastest; how far a probe's medians move between
+runs is the machine's own drift, which no harness can take out. The reports stay in ``--out``::
 
     python benchmarks/repeatability.py --out results/repeatability
 """
@@ -27,9 +27,11 @@ def run(command: list[str], report: Path) -> float:
     return time.perf_counter() - start
 
 
-PROBE = """
-import os, time
-os.sched_setaffinity(0, {%d})
+# Two probes, each in a fresh process pinned to the timed core: a pure-Python loop (the CPU's own
+# speed) and a copy of 64 MiB with numpy (the memory's, which the conv rows lean on: a neighbour on
+# the host that loads memory slows them while the loop runs as fast as ever).
+PROBES = {
+    "python loop": """
 def call():
     start = time.perf_counter()
     total = 0
@@ -37,21 +39,36 @@ def call():
         total += i
     return time.perf_counter() - start
 calls = sorted(call() for _ in range(300))
-print(calls[0], calls[len(calls) // 2])
-"""
+""",
+    "64 MiB copy": """
+import numpy as np
+a, b = np.ones(8 << 20), np.empty(8 << 20)
+def call():
+    start = time.perf_counter()
+    np.copyto(b, a)
+    return time.perf_counter() - start
+calls = sorted(call() for _ in range(60))
+""",
+}
+PINNED = "import os, time\nos.sched_setaffinity(0, {%d})\n"
 
 
-def probe(core: int) -> tuple[float, float]:
-    """The machine probe's fastest and median call [s] on ``core``."""
-    done = subprocess.run([sys.executable, "-c", PROBE % core], check=True, capture_output=True, text=True)
+def probe(name: str, core: int) -> tuple[float, float]:
+    """Probe ``name``'s fastest and median call [s] on ``core``."""
+    code = PINNED % core + PROBES[name] + "print(calls[0], calls[len(calls) // 2])\n"
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     fastest, median = map(float, done.stdout.split())
     return fastest, median
 
 
-def show_probe(label: str, core: int) -> float:
-    fastest, median = probe(core)
-    print(f"probe {label}: median {median * 1e3:.3f} ms, {median / fastest - 1:+.1%} above its fastest", flush=True)
-    return median
+def show_probes(label: str, core: int) -> dict[str, float]:
+    """Each probe's median [s], printed with how far it lies above the probe's fastest call."""
+    medians = {}
+    for name in PROBES:
+        fastest, medians[name] = probe(name, core)
+        print(f"probe {label}, {name}: median {medians[name] * 1e3:.3f} ms, "
+              f"{medians[name] / fastest - 1:+.1%} above its fastest", flush=True)
+    return medians
 
 
 def medians(report: Path) -> dict[str, tuple[float, int | None]]:
@@ -75,10 +92,12 @@ def main() -> None:
     reports = [args.out / f"run{index + 1}.json" for index in range(args.runs)]
     probes = []
     for report in reports:
-        probes.append(show_probe(f"before {report.stem}", args.core))
+        probes.append(show_probes(f"before {report.stem}", args.core))
         print(f"{report.name}: {run(command, report):.2f} s wall", flush=True)
-    probes.append(show_probe("after the last run", args.core))
-    print(f"the probe's medians span {max(probes) / min(probes) - 1:.1%}")
+    probes.append(show_probes("after the last run", args.core))
+    for name in PROBES:
+        spread = [taken[name] for taken in probes]
+        print(f"the {name} probe's medians span {max(spread) / min(spread) - 1:.1%}")
     first, *others = [medians(report) for report in reports]
     rows = [name for name, (median, _) in first.items() if median * 1e3 >= args.floor_ms]
     worst = {}
