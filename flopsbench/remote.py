@@ -106,7 +106,10 @@ class SshWorkers(FreshProcesses):
         self.directory = answer
         with tempfile.TemporaryDirectory(prefix="flopsbench-ship-") as staging:
             self.copy([stage_modules(Path(staging))], answer, "shipping the worker")
-        in_directory = f"cd {shlex.quote(answer)} && exec {shlex.quote(self.device.python)}"
+        # TMPDIR there too: what the worker's libraries leave in it (importing onnxruntime writes a
+        # '.ses' file) goes when the directory does
+        in_directory = (f"cd {shlex.quote(answer)} && export TMPDIR={shlex.quote(answer)} && "
+                        f"exec {shlex.quote(self.device.python)}")
         self.command = self.ssh(f"{in_directory} -m flopsbench.worker {shlex.join(worker_arguments(self.preload))}")
         self.probe_command = f"{in_directory} -m flopsbench.probe --cores {','.join(map(str, self.device.cores))}"
 

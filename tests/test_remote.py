@@ -77,8 +77,9 @@ def log(device, name: str) -> list[dict]:
 
 
 def left_there(device) -> list[str]:
-    """What flopsbench left in the device's temporary folder (onnxruntime keeps a '.ses' file there)."""
-    return [path.name for path in (device["root"] / "tmp").iterdir() if path.name.startswith("flopsbench")]
+    """What was left in the device's temporary folder: nothing, not even the '.ses' file that
+    importing onnxruntime writes into TMPDIR (the worker's TMPDIR is its own directory there)."""
+    return [path.name for path in (device["root"] / "tmp").iterdir()]
 
 
 QUICK = ("--shape", "32x28x28", "--layers", "1", "--min-time", "0.05", "--warmup", "0", "--stop-ci", "0")
