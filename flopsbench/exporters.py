@@ -27,6 +27,12 @@ from flopsbench.report import Report, Row, derived as derive, per_image
 from flopsbench_zoo.baselines import resolve_model
 
 FLOPS_NOTE = "FLOPs: fvcore count, 1 multiply-add = 1 FLOP (FasterNet paper footnote 1)."
+# What the brackets after a median are, and what they leave out (benchmarks/interval_coverage.py)
+INTERVAL_NOTE = ("In brackets after a median (and what is worked out from it): its 95 % confidence interval from "
+                 "this run's samples (order statistics, the samples taken as independent). It leaves out what moves "
+                 "a median from one run to the next (each round's process, the machine's slower and faster phases): "
+                 "on a shared 2-core VM the next run's median fell inside it for 58 of 200 rows. To tell two runs "
+                 "apart, use 'flopsbench compare', which resamples the rounds.")
 MEMORY_NOTE = ("Memory access in MB (10^6 bytes): 'ideal' is the paper's formula (Eqs. 2/3/5, "
                "elements incl. weights, × element size); 'impl' is what the executed aten ops read "
                "and write (views free).")
@@ -378,6 +384,7 @@ def header_lines(report: Report, paper: bool = False, text: Callable[[object], s
         f"{text(precision_label(ex))}, {text(ex.runtime)} {text(env.get('libraries', {}).get(ex.runtime))}, "
         f"allocator {text(ex.allocator)}{state}",
         FLOPS_NOTE,
+        INTERVAL_NOTE,
         *([batch_note(ex.batch)] if ex.batch > 1 else []),
         MODEL_NOTE if report.command == "model" else MEMORY_NOTE,
         *([ORT_MEMORY_NOTE] if ex.runtime == "onnxruntime" else []),

@@ -22,7 +22,7 @@ from rich.text import Text
 import flopsbench_zoo
 from flopsbench import __version__
 from flopsbench.escaping import csv_text, latex_text, markdown_text, plain_text
-from flopsbench.exporters import FLOPS_NOTE, _fmt, _params_label
+from flopsbench.exporters import FLOPS_NOTE, INTERVAL_NOTE, _fmt, _params_label
 from flopsbench.merge import DEVICE_ORDER, Cell, Column, Merged, MergedRow
 from flopsbench.paper import DEVICE_COLUMNS, precision_label, published, table1_row, table3_row
 from flopsbench.report import Row
@@ -244,8 +244,7 @@ def note_lines(merged: Merged, layout: Layout) -> list[str]:
              "position; a column group per protocol (device, runtime, batch, threads, precision, speed options) "
              "and machine: runs of different protocols are never pooled.",
              "Latency [ms]: the median of the samples, at batch 1; Throughput [img/s]: the group's batch / the "
-             "median; FLOPS [G/s]: the FLOPs of one call (the whole batch) / the median; in brackets: the 95% "
-             "confidence interval of the median."]
+             "median; FLOPS [G/s]: the FLOPs of one call (the whole batch) / the median.", INTERVAL_NOTE]
     if "operator" in kinds:
         batches = {row.counts.memory_batch for row in merged.table("operator")} - {None}
         at = f" at batch {', '.join(map(str, sorted(batches)))}" if batches - {1} else ""

@@ -312,3 +312,17 @@ def test_a_batch_above_one_shows_its_throughput():
     report = replace(report, execution=replace(report.execution, batch=32))
     header = render(report, "md").splitlines()[2]
     assert "Throughput [1/s]" in header and header.index("Median [ms]") < header.index("Throughput [1/s]")
+
+
+def test_every_view_with_intervals_says_what_they_leave_out(hand_report):
+    """The brackets after a median are this run's samples' interval: the notes say so, and that the
+    next run's median fell inside it for only 58 of 200 rows (benchmarks/interval_coverage.py)."""
+    from flopsbench.exporters import INTERVAL_NOTE
+    from flopsbench.merge import merge
+    from flopsbench.merged_views import render as render_merged
+
+    assert "this run's samples" in INTERVAL_NOTE and "58 of 200 rows" in INTERVAL_NOTE
+    merged = merge([("a.json", hand_report)])
+    for view in (render(hand_report, "md"), render(hand_report, "latex"), render(hand_report, "table"),
+                 render_merged(merged, "md"), render_merged(merged, "latex")):
+        assert INTERVAL_NOTE.split(":")[0] in " ".join(view.split())
