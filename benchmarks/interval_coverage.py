@@ -12,20 +12,13 @@ difference of two estimates has √2 times the spread of one: P(|Z| < 1.96/√2)
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
 import numpy as np
 
-from flopsbench.compare import hierarchical_medians
-from flopsbench.stats import median_ci
-
-
-def timed_rows(report: Path) -> dict[str, tuple[list[float], list[int]]]:
-    rows = json.loads(report.read_text())["rows"]
-    return {f"{row['workload']['name']} {'x'.join(map(str, row['workload']['shape']))}":
-            (row["samples_s"], row["round_sizes"]) for row in rows if row.get("samples_s")}
+from flopsbench.compare import hierarchical_medians, pair_rows, split_rounds
+from flopsbench.report import read_report_file
 
 
 def main() -> None:
@@ -40,20 +33,17 @@ def main() -> None:
     widths: dict[str, list[float]] = {"samples": [], "rounds": []}
     total = 0
     for first, second in zip(args.reports[::2], args.reports[1::2]):
-        a, b = timed_rows(first), timed_rows(second)
-        for name, (samples, sizes) in a.items():
-            median = statistics.median(samples)
-            if name not in b or median * 1e3 < args.floor_ms or median_ci(samples) is None:
+        for row, other in pair_rows(read_report_file(first).rows, read_report_file(second).rows):
+            stats, next_stats = row and row.stats, other and other.stats
+            if not stats or not next_stats or stats.median_s * 1e3 < args.floor_ms or stats.ci_low_s is None:
                 continue
-            bounds = np.cumsum([0, *sizes])
-            rounds = [np.array(samples[start:end]) for start, end in zip(bounds, bounds[1:]) if end > start]
-            intervals = {"samples": median_ci(samples),
+            rounds, _ = split_rounds(row, "this run")
+            intervals = {"samples": (stats.ci_low_s, stats.ci_high_s),
                          "rounds": tuple(np.percentile(hierarchical_medians(rounds, 2000, rng), [2.5, 97.5]))}
-            other = statistics.median(b[name][0])
             total += 1
             for kind, (low, high) in intervals.items():
-                inside[kind] += low <= other <= high
-                widths[kind].append((high - low) / 2 / median)
+                inside[kind] += low <= next_stats.median_s <= high
+                widths[kind].append((high - low) / 2 / stats.median_s)
     print(f"{total} rows >= {args.floor_ms:g} ms in {len(args.reports) // 2} pairs: the next run's median fell inside")
     print(f"  the reports' interval (samples as independent): {inside['samples']} "
           f"({inside['samples'] / total:.0%}), median half-width {statistics.median(widths['samples']):.2%}")

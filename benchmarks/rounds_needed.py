@@ -10,24 +10,18 @@ the medians as reported, whatever rounds each row took.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
+import numpy as np
 
-def rows(report: Path) -> tuple[int, dict[str, tuple[list[float], list[int], float]]]:
-    """The report's rounds, and each timed row's samples, rounds' sizes and reported median [s]."""
-    data = json.loads(report.read_text())
-    found = {}
-    for row in data["rows"]:
-        if row.get("stats") and row.get("samples_s"):
-            name = f"{row['workload']['name']} {'x'.join(map(str, row['workload']['shape']))}"
-            found[name] = (row["samples_s"], row["round_sizes"], row["stats"]["median_s"])
-    return data["execution"]["budget"]["rounds"], found
+from flopsbench.compare import pair_rows, split_rounds
+from flopsbench.report import Row, read_report_file
 
 
-def first_rounds_median(samples: list[float], sizes: list[int], k: int) -> float:
-    return statistics.median(samples[:sum(sizes[:k])])
+def first_rounds_median(row: Row, k: int) -> float:
+    rounds, _ = split_rounds(row, "")
+    return float(np.median(np.concatenate(rounds[:k])))
 
 
 def agreement(deviations: list[float], within: float) -> str:
@@ -46,15 +40,18 @@ def main() -> None:
         parser.error("reports come in pairs")
     totals: dict[int, list[float]] = {}
     for first, second in zip(args.reports[::2], args.reports[1::2]):
-        (rounds, a), (_, b) = rows(first), rows(second)
-        common = [name for name in a if name in b and a[name][2] * 1e3 >= args.floor_ms]
-        full = [name for name in common if len(a[name][1]) == len(b[name][1]) == rounds]
+        base = read_report_file(first)
+        rounds = base.execution.budget.rounds
+        common = [(a, b) for a, b in pair_rows(base.rows, read_report_file(second).rows)
+                  if a and b and a.stats and b.stats and a.stats.median_s * 1e3 >= args.floor_ms]
+        full = [(a, b) for a, b in common if len(a.round_sizes) == len(b.round_sizes) == rounds]
         print(f"{first.name} / {second.name}")
         for k in range(1, rounds + 1):
-            deviations = [abs(first_rounds_median(*b[n][:2], k) / first_rounds_median(*a[n][:2], k) - 1) for n in full]
+            deviations = [abs(first_rounds_median(b, k) / first_rounds_median(a, k) - 1) for a, b in full]
             totals.setdefault(k, []).extend(deviations)
             print(f"  first {k} round(s), the {len(full)} rows that took every round: {agreement(deviations, args.within)}")
-        print(f"  as reported, all {len(common)} rows: {agreement([abs(b[n][2] / a[n][2] - 1) for n in common], args.within)}")
+        reported = [abs(b.stats.median_s / a.stats.median_s - 1) for a, b in common]
+        print(f"  as reported, all {len(common)} rows: {agreement(reported, args.within)}")
     for k, deviations in sorted(totals.items()):
         print(f"all pairs, first {k} round(s): {agreement(deviations, args.within)}, "
               f"median deviation {statistics.median(deviations):.2%}")

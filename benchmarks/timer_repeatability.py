@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 
+import flopsbench_zoo
 from fidelity import timer_median
-
-OPS = ("conv", "gconv", "dwconv", "pwconv", "pconv")
-SHAPES = ("96x56x56", "192x28x28", "384x14x14", "768x7x7")
+from flopsbench.spec import TABLE1_SHAPES
 
 
 def main() -> None:
@@ -25,7 +24,7 @@ def main() -> None:
     parser.add_argument("--floor-ms", type=float, default=1.0)
     parser.add_argument("--within", type=float, default=0.02)
     args = parser.parse_args()
-    cases = [(op, shape) for op in OPS for shape in SHAPES]
+    cases = [(op, str(shape)) for op in flopsbench_zoo.list_operators() for shape in TABLE1_SHAPES]  # as `ops`
     runs = []
     for run in range(2):
         runs.append({case: timer_median(*case, args.core, args.min_run_time, args.allocator) for case in cases})
