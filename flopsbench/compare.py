@@ -16,7 +16,7 @@ at every level of the experiment, process runs first). For each pair:
   from a **hierarchical bootstrap** (Saravanan, Berman and Sober, "Application of the hierarchical
   bootstrap to multi-level data in neuroscience", NBDT 2020): 2,000 times, each side's rounds are
   drawn with replacement, then each drawn round's samples with replacement, and the ratio of the
-  two sides' pooled medians is taken (hierarchical_medians draws each pooled median without
+  two sides' pooled medians is taken (bootstrap.hierarchical_medians draws each pooled median without
   building the resample). Resampling within rounds as well counts the within-round spread twice,
   so the interval errs wide, towards no verdict (Davison and Hinkley, *Bootstrap Methods and their
   Application*, 1997, sec. 3.8; Saravanan et al. found it conservative). It assumes nothing of the
@@ -53,15 +53,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flopsbench.bootstrap import CONFIDENCE, RESAMPLES, SEED, hierarchical_medians, rounds_of
 from flopsbench.escaping import plain_text
 from flopsbench.identity import protocol_differences, workload_identity
 from flopsbench.report import Report, Row
 from flopsbench.spec import Workload
 
 ALPHA = 0.05  # significance level of the test
-CONFIDENCE = 0.95  # of the ratio's interval
-RESAMPLES = 2_000
-SEED = 0
 MIN_SAMPLES = 8  # a side, for a verdict: with fewer, the resampled median takes few values
 MIN_ROUNDS = 4  # a side, for a verdict: the fewest with which the exact test can reach p < ALPHA (2/70)
 EXACT_MAX_ROUNDS = 50  # in all; the exact test above them would be slow, the normal approximation is close
@@ -212,12 +210,10 @@ def split_rounds(row: Row, side: str) -> tuple[list[np.ndarray], str | None]:
     """The row's samples by timing round (rounds that timed none left out), and None; or, where its
     round sizes are missing or are not counts adding up to its samples, all of them as one round
     and a note that says so."""
-    samples = np.asarray(row.samples_s, dtype=float)
-    sizes = row.round_sizes
-    if (isinstance(sizes, (list, tuple)) and sizes
-            and all(isinstance(size, int) and not isinstance(size, bool) and size >= 0 for size in sizes)
-            and sum(sizes) == len(samples)):
-        return [part for part in np.split(samples, np.cumsum(sizes)[:-1]) if len(part)], None
+    rounds = rounds_of(row.samples_s, row.round_sizes)
+    if rounds is not None:
+        return rounds, None
+    samples, sizes = np.asarray(row.samples_s, dtype=float), row.round_sizes
     why = "no round sizes (an older report?)" if isinstance(sizes, (list, tuple)) and not sizes else (
         f"round sizes that are not counts adding up to its {len(samples)} samples")
     return [samples], f"{side} has {why}: its samples count as one round"
@@ -236,58 +232,6 @@ def hierarchical_ratio_interval(base: list[np.ndarray], new: list[np.ndarray], c
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(new_medians / base_medians, [tail, 100 - tail])
     return float(low), float(high)
-
-
-def hierarchical_medians(rounds: list[np.ndarray], resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """The pooled medians of ``resamples`` two-level bootstrap resamples of ``rounds`` (non-empty
-    arrays): as many rounds as there are drawn with replacement, then each drawn round's size in
-    samples drawn from it with replacement. Drawn without building the resamples, at a cost that
-    grows with log(samples), not samples: a round drawn c times gives c·size uniform draws of its
-    samples, and the k-th smallest of all draws is found by halving the sorted samples' ranks,
-    splitting each round's draws in the current range between its halves by a binomial draw
-    (given how many fell in the range, each falls in the lower half with the share of the round's
-    samples there). An even count's median, the mean of the middle two, follows both ranks, one
-    split while they share a range. The same distribution as np.median of resamples drawn index by index."""
-    sizes = np.array([len(part) for part in rounds])
-    values = np.concatenate(rounds)
-    order = np.argsort(values, kind="stable")
-    ordered, n, count = values[order], len(values), len(rounds)
-    rank = np.empty(n, np.int64)
-    rank[order] = np.arange(n)
-    # each sample as round·n + its rank, sorted: searching for r·n + i counts round r's samples ranked below i
-    keys, starts = np.sort(np.repeat(np.arange(count), sizes) * n + rank), np.cumsum(sizes) - sizes
-
-    draws = rng.multinomial(count, np.full(count, 1 / count), size=resamples) * sizes  # (resamples, count)
-    total = draws.sum(axis=1)
-    # the two middle ranks (from 1; one for an odd total), each with its range of ranks [low, high), each
-    # round's samples ranked below low and high, and each round's draws in the range
-    target = np.stack([(total + 1) // 2, total // 2 + 1])
-    low, high = np.zeros((2, resamples), np.int64), np.full((2, resamples), n)
-    at_low, at_high = np.zeros((2, resamples, count), np.int64), np.broadcast_to(sizes, (2, resamples, count))
-    inside = np.stack([draws, draws])
-
-    def split(which: int, rows, mid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each round's samples ranked below mid, and how many of its draws in the range fall there."""
-        at_mid = np.searchsorted(keys, np.arange(count) * n + mid[which, rows, None]) - starts
-        span = at_high[which, rows] - at_low[which, rows]
-        share = np.divide(at_mid - at_low[which, rows], span, out=np.zeros(span.shape), where=span > 0)
-        return at_mid, rng.binomial(inside[which, rows], share)
-
-    for _ in range((n - 1).bit_length()):
-        mid = (low + high) // 2
-        at_mid, lower = np.empty_like(at_low), np.empty_like(inside)
-        at_mid[0], lower[0] = split(0, slice(None), mid)
-        at_mid[1], lower[1] = at_mid[0], lower[0]  # one split of the draws while both ranks share a range
-        apart = (low[0] != low[1]) | (high[0] != high[1])
-        if apart.any():
-            at_mid[1, apart], lower[1, apart] = split(1, apart, mid)
-        in_lower = lower.sum(axis=-1)
-        go_low = target <= in_lower
-        low, high = np.where(go_low, low, mid), np.where(go_low, mid, high)
-        at_low, at_high = np.where(go_low[..., None], at_low, at_mid), np.where(go_low[..., None], at_mid, at_high)
-        inside = np.where(go_low[..., None], lower, inside - lower)
-        target = np.where(go_low, target, target - in_lower)
-    return (ordered[low[0]] + ordered[low[1]]) / 2
 
 
 def rank_test_p(x: list[float], y: list[float]) -> float:

@@ -28,11 +28,12 @@ from flopsbench_zoo.baselines import resolve_model
 
 FLOPS_NOTE = "FLOPs: fvcore count, 1 multiply-add = 1 FLOP (FasterNet paper footnote 1)."
 # What the brackets after a median are, and what they leave out (benchmarks/interval_coverage.py)
-INTERVAL_NOTE = ("In brackets after a median (and what is worked out from it): its 95 % confidence interval from "
-                 "this run's samples (order statistics, the samples taken as independent). It leaves out what moves "
-                 "a median from one run to the next (each round's process, the machine's slower and faster phases): "
-                 "on a shared 2-core VM the next run's median fell inside it for 58 of 200 rows. To tell two runs "
-                 "apart, use 'flopsbench compare', which resamples the rounds.")
+INTERVAL_NOTE = ("In brackets after a median (and what is worked out from it): its 95 % confidence interval, "
+                 "from the run's timing rounds (each a fresh worker process) resampled, then each one's samples "
+                 "(hierarchical bootstrap; a row of one round: the samples' order statistics). It leaves out how "
+                 "the machine's speed moves from one run to the next: on a shared 2-core VM the next run's median "
+                 "fell inside it for 138 of 218 rows (63 of 218 with the samples taken as independent). To tell "
+                 "two runs apart, use 'flopsbench compare'.")
 MEMORY_NOTE = ("Memory access in MB (10^6 bytes): 'ideal' is the paper's formula (Eqs. 2/3/5, "
                "elements incl. weights, × element size); 'impl' is what the executed aten ops read "
                "and write (views free).")

@@ -15,7 +15,7 @@ flopsbench.merged_views).
   workload twice in a report) are pooled: the cell is the median of all their samples, as the rounds
   of one run are pooled, rather than the newest run alone, which would throw measurements away and
   leave the choice of run to the order of the files. The notes say which cells are pooled, and that
-  the interval of a pooled median treats the runs as one (what moves between runs is not in it).
+  the interval of a pooled median resamples all their rounds together, as though of one run.
 - **Counts** (params, FLOPs per image, memory access) are shown once per row; where the sources
   disagree, the notes say so, and the first source's are shown.
 
@@ -30,6 +30,7 @@ from functools import cached_property
 from typing import Iterable, Mapping
 
 import flopsbench_zoo
+from flopsbench.bootstrap import usable_round_sizes
 from flopsbench.identity import SPEED_NEUTRAL_OPTIONS, protocol, workload_identity
 from flopsbench.report import Report, Row, per_image
 from flopsbench.spec import Execution, Workload
@@ -115,8 +116,15 @@ class Cell:
         return [sample for _, row in self.timed for sample in row.samples_s]
 
     @cached_property
+    def round_sizes(self) -> list[int]:
+        """Each pooled row's rounds in turn; a row whose round sizes are not usable counts as one round."""
+        return [size for _, row in self.timed
+                for size in (row.round_sizes if usable_round_sizes(row.samples_s, row.round_sizes)
+                             else [len(row.samples_s)])]
+
+    @cached_property
     def stats(self) -> Stats | None:
-        return summarize(self.samples_s) if self.samples_s else None
+        return summarize(self.samples_s, self.round_sizes) if self.samples_s else None
 
     @property
     def flops(self) -> int | None:
@@ -375,8 +383,8 @@ def _cell_notes(rows: list[MergedRow], columns: list[Column]) -> list[str]:
         if pooled:
             runs = sorted({len(cell.timed) for _, cell in cells if cell.pooled})
             notes.append(f"'{column.title}': {' or '.join(map(str, runs))} runs of {_listed(pooled)} pooled: the "
-                         "median of all their samples (its interval treats them as one run, so it leaves out how "
-                         "runs differ)")
+                         "median of all their samples (its interval resamples all their rounds together, as though "
+                         "of one run)")
         warned = [workload for workload, cell in cells if cell.warned]
         if warned:
             notes.append(f"'{column.title}': measurement warnings (noise, drift or outliers) on {_listed(warned)}; "

@@ -369,7 +369,7 @@ def _cell_data(cell: Cell) -> dict:
     stats = cell.stats
     return {
         "n": stats.n if stats else 0, "median_s": stats and stats.median_s, "ci_low_s": stats and stats.ci_low_s,
-        "ci_high_s": stats and stats.ci_high_s, "flops_per_s": cell.flops_per_s,
+        "ci_high_s": stats and stats.ci_high_s, "ci_method": stats and stats.ci_method, "flops_per_s": cell.flops_per_s,
         "throughput_per_s": cell.throughput_per_s(stats and stats.median_s),
         "pooled_runs": len(cell.timed), "sources": [source.name for source, _ in cell.timed],
         "failures": [{"file": source.name, "status": row.status, "error": row.error} for source, row in cell.failed],

@@ -33,10 +33,10 @@ from flopsbench.transport import FreshProcesses, OnEvent, worker_arguments
 # What `python -m flopsbench.worker` imports for an ONNX job, and the probe (tests/test_remote.py runs
 # them from a directory holding these alone, without torch: a module missing here fails it).
 REMOTE_MODULES = (
-    "__init__", "allocator", "backends/__init__", "backends/ort", "board", "breakdown", "busy", "case_process",
-    "checksum", "constants", "cpu", "energy", "environment", "ort_runtime", "output", "peak_memory", "plugins",
-    "probe", "process_exit", "report", "rounds", "sampling", "signals", "spec", "stats", "timing", "validation",
-    "worker",
+    "__init__", "allocator", "backends/__init__", "backends/ort", "board", "bootstrap", "breakdown", "busy",
+    "case_process", "checksum", "constants", "cpu", "energy", "environment", "ort_runtime", "output", "peak_memory",
+    "plugins", "probe", "process_exit", "report", "rounds", "sampling", "signals", "spec", "stats", "timing",
+    "validation", "worker",
 )
 SSH_OPTIONS = ("-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3")
 LOST = 255  # ssh's exit code when the connection failed or dropped

@@ -11,8 +11,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from flopsbench import __version__
+from flopsbench.bootstrap import usable_round_sizes
 from flopsbench.spec import FLOP_CONVENTION, Execution, Workload
-from flopsbench.stats import Stats, summarize
+from flopsbench.stats import Stats, summarize_frozen
 
 SCHEMA_VERSION = 1
 
@@ -69,7 +70,10 @@ class Row:
 
     @property
     def stats(self) -> Stats | None:
-        return summarize(self.samples_s) if self.samples_s else None
+        if not self.samples_s:
+            return None
+        sizes = tuple(self.round_sizes) if usable_round_sizes(self.samples_s, self.round_sizes) else ()
+        return summarize_frozen(tuple(self.samples_s), sizes)
 
     @property
     def memory_impl_bytes(self) -> int | None:

@@ -114,7 +114,8 @@ def time_cases(report: Report, cases: list[Case], transport, on_step: OnStep = l
 
 def precise_enough(row: Row, budget: TimingBudget) -> bool:
     """Whether a row may stop before its budget is spent: at least two rounds (two worker
-    processes) and ``min_runs`` samples, a 95 % confidence interval of the median within
+    processes) and ``min_runs`` samples, the samples' 95 % confidence interval of the median (order
+    statistics: this run's precision, not the rounds-resampled interval the row reports) within
     ± ``stop_ci`` of it, and every round's median within ± 2·``stop_ci`` of it (so that a
     difference between processes, or drift, keeps it sampling). Never with ``exact_runs``."""
     if not budget.stop_ci or budget.exact_runs is not None or len(row.round_sizes) < 2:

@@ -1,14 +1,22 @@
 """Statistics over raw timing samples: median is the headline, IQR the spread, p90 and p99 the
 slow tail; MAD outliers are flagged, never dropped. Percentiles interpolate linearly (numpy's
-default), so with fewer than 100 samples p99 lies between the two slowest."""
+default), so with fewer than 100 samples p99 lies between the two slowest.
+
+The median's 95 % interval resamples the timing rounds where there are two or more (each a fresh
+worker process: flopsbench.bootstrap), so that it carries the spread between processes; with one
+round, or round sizes that do not fit the samples, it is the order statistics of the samples taken
+as independent. ``ci_method`` says which."""
 
 from __future__ import annotations
 
 import math
 import statistics
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
+
+from flopsbench.bootstrap import median_interval_over_rounds, rounds_of
 
 NOISE_THRESHOLD = 0.10  # IQR / median above this earns a warning
 OUTLIER_Z = 3.5  # modified z-score cut-off (Iglewicz and Hoaglin)
@@ -18,6 +26,9 @@ DRIFT_MIN_ROUND = 3  # samples a round needs for its median to count towards dri
 CI_Z = 1.96  # normal quantile of the 95 % confidence interval of the median
 OUTLIER_SHARE = 0.10  # more outliers than this share of >= 10 samples earns a warning
 DRIFT_THRESHOLD = 0.05  # round medians spreading more than this (of the median) earn a warning
+CI_MIN_SAMPLES = 8  # the fewest for an interval of the median (order statistics at 95 %: k >= 1)
+CI_ROUNDS = "rounds"  # hierarchical bootstrap: the rounds resampled, then each one's samples
+CI_SAMPLES = "samples"  # order statistics: the samples taken as independent
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class Stats:
     outliers: int
     ci_low_s: float | None = None  # 95 % confidence interval of the median (distribution-free)
     ci_high_s: float | None = None
+    ci_method: str | None = None  # CI_ROUNDS or CI_SAMPLES; None with no interval (too few samples)
 
     @property
     def relative_iqr(self) -> float:
@@ -50,20 +62,40 @@ class Stats:
         return asdict(self)
 
 
-def summarize(samples: list[float]) -> Stats:
+def summarize(samples: list[float], round_sizes: list[int] | None = None) -> Stats:
+    """The statistics of ``samples``, taken in timing rounds of ``round_sizes`` (None: one round)."""
     if not samples:
         raise ValueError("no samples to summarize")
     x = np.asarray(samples, dtype=float)
     q1, median, q3, p90, p99 = np.percentile(x, [25, 50, 75, 90, 99])
     deviation = np.abs(x - median)
     mad = float(np.median(deviation))
-    ci = median_ci(samples)
+    ci, ci_method = median_interval(samples, round_sizes)
     return Stats(
         n=len(x), median_s=float(median), iqr_s=float(q3 - q1), q1_s=float(q1), q3_s=float(q3),
         p90_s=float(p90), p99_s=float(p99), mean_s=float(x.mean()), min_s=float(x.min()), max_s=float(x.max()),
         stdev_s=statistics.stdev(samples) if len(x) > 1 else 0.0, mad_s=mad, outliers=count_outliers(deviation, mad),
-        ci_low_s=ci[0] if ci else None, ci_high_s=ci[1] if ci else None,
+        ci_low_s=ci[0] if ci else None, ci_high_s=ci[1] if ci else None, ci_method=ci_method,
     )
+
+
+@lru_cache(maxsize=256)
+def summarize_frozen(samples: tuple[float, ...], round_sizes: tuple[int, ...]) -> Stats:
+    """summarize, remembered: a row's statistics are read for every column of every view, and its
+    interval resamples the rounds 2,000 times."""
+    return summarize(list(samples), list(round_sizes))
+
+
+def median_interval(samples: list[float],
+                    round_sizes: list[int] | None) -> tuple[tuple[float, float] | None, str | None]:
+    """The median's 95 % interval and its method (CI_ROUNDS or CI_SAMPLES); (None, None) below
+    CI_MIN_SAMPLES samples."""
+    if len(samples) < CI_MIN_SAMPLES:
+        return None, None
+    rounds = rounds_of(samples, round_sizes) if round_sizes is not None else None
+    if rounds is not None and len(rounds) >= 2:
+        return median_interval_over_rounds(rounds), CI_ROUNDS
+    return median_ci(samples), CI_SAMPLES
 
 
 def count_outliers(deviation: np.ndarray, mad: float) -> int:

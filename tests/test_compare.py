@@ -25,7 +25,7 @@ from flopsbench.cli import compare_cmd as compare_views
 from flopsbench.cli.compare_cmd import VIEWS, parse_percentage, render as render_comparison
 from flopsbench.compare import (ALPHA, EXACT_MAX_ROUNDS, FASTER, MIN_ROUNDS, MIN_SAMPLES, NO_CHANGE, NOT_COMPARED,
                                 ONLY_BASE, ONLY_NEW, SLOWER, TOO_FEW, TOO_FEW_ROUNDS, ProtocolError, _resampled_medians,
-                                compare_reports, compare_rows, hierarchical_medians, hierarchical_ratio_interval,
+                                compare_reports, compare_rows, hierarchical_ratio_interval,
                                 mann_whitney_p, rank_test_p, ratio_interval, split_rounds)
 from flopsbench.escaping import csv_text, markdown_text, plain_text
 from flopsbench.exporters import render
@@ -393,28 +393,6 @@ def test_the_rank_test_takes_the_normal_approximation_beyond_its_exact_limit():
     x, y = _samples(1, n=EXACT_MAX_ROUNDS // 2), _samples(2, 1.02, n=EXACT_MAX_ROUNDS // 2 + 1)
     assert rank_test_p(x, y) == mann_whitney_p(x, y)
     assert rank_test_p(x[:-1], y) == pytest.approx(mann_whitney_p(x[:-1], y), abs=0.01)  # exact, close to it
-
-
-ROUNDS = {"one": [[1.0, 4.0, 9.0, 16.0]], "uneven": [[1.0, 4.0], [9.0], [16.0, 25.0, 36.0], [2.0, 49.0]],
-          "tied": [[1.0, 1.0, 2.0], [2.0, 3.0], [1.0, 5.0, 5.0]]}
-
-
-@pytest.mark.parametrize("rounds", ROUNDS.values(), ids=ROUNDS.keys())
-def test_hierarchical_medians_follow_the_two_level_bootstrap(rounds):
-    """Drawn by halving ranks, they take each value as often as the pooled medians of resamples
-    built draw by draw: rounds drawn with replacement, then each one's samples (binomial standard
-    error below 0.0016 at 200,000 resamples)."""
-    rounds = [np.asarray(part) for part in rounds]
-    fast = hierarchical_medians(rounds, 200_000, np.random.default_rng(1))
-    rng, count, widest = np.random.default_rng(2), len(rounds), max(map(len, rounds))
-    drawn = rng.integers(0, count, (200_000, count))
-    pooled = np.full((200_000, count, widest), np.nan)
-    for index, part in enumerate(rounds):
-        picked = (drawn == index)[..., None] & (np.arange(widest) < len(part))
-        pooled[picked] = part[rng.integers(0, len(part), pooled.shape)][picked]
-    direct = np.nanmedian(pooled.reshape(200_000, -1), axis=1)
-    for value in np.union1d(fast, direct):
-        assert (fast == value).mean() == pytest.approx((direct == value).mean(), abs=0.008)
 
 
 # --- protocols ------------------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def test_no_samples_raise():
 def test_to_dict_keeps_si_units():
     data = summarize([1, 2, 3, 4, 100]).to_dict()
     assert data["median_s"] == 3 and data["iqr_s"] == 2 and data["outliers"] == 1
-    assert all(k.endswith("_s") for k in data if k not in ("n", "outliers"))
+    assert all(k.endswith("_s") for k in data if k not in ("n", "outliers", "ci_method"))
 
 
 def test_noise_warning_names_an_option():

@@ -315,13 +315,13 @@ def test_a_batch_above_one_shows_its_throughput():
 
 
 def test_every_view_with_intervals_says_what_they_leave_out(hand_report):
-    """The brackets after a median are this run's samples' interval: the notes say so, and that the
-    next run's median fell inside it for only 58 of 200 rows (benchmarks/interval_coverage.py)."""
+    """The brackets after a median resample the run's rounds: the notes say so, and that the next
+    run's median fell inside it for 138 of 218 rows (benchmarks/interval_coverage.py)."""
     from flopsbench.exporters import INTERVAL_NOTE
     from flopsbench.merge import merge
     from flopsbench.merged_views import render as render_merged
 
-    assert "this run's samples" in INTERVAL_NOTE and "58 of 200 rows" in INTERVAL_NOTE
+    assert "timing rounds" in INTERVAL_NOTE and "138 of 218 rows" in INTERVAL_NOTE
     merged = merge([("a.json", hand_report)])
     for view in (render(hand_report, "md"), render(hand_report, "latex"), render(hand_report, "table"),
                  render_merged(merged, "md"), render_merged(merged, "latex")):

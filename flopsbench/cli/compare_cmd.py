@@ -252,7 +252,8 @@ def export_json(comparison: Comparison, stream: TextIO, threshold: float | None 
             return None
         stats = r.stats
         return {"status": r.status, "error": r.error, "n": len(r.samples_s), "median_s": stats and stats.median_s,
-                "ci_low_s": stats and stats.ci_low_s, "ci_high_s": stats and stats.ci_high_s, "warnings": r.warnings}
+                "ci_low_s": stats and stats.ci_low_s, "ci_high_s": stats and stats.ci_high_s,
+                "ci_method": stats and stats.ci_method, "warnings": r.warnings}
 
     ex = comparison.base.execution
     data = {

@@ -123,8 +123,8 @@ Rounds = Annotated[int, typer.Option(parser=integer, help="Split sampling into r
                                      "that times every case, so machine and process noise spread over all rows "
                                      f"(1 to {validation.MAX_ROUNDS}).")]
 StopCi = Annotated[float, typer.Option(parser=number, help="After 2+ rounds, stop a row once the 95% confidence "
-                                       "interval of its median is within +- this fraction of it (0 = always spend "
-                                       "the budget).")]
+                                       "interval of its median from its samples is within +- this fraction of it "
+                                       "and its rounds agree (0 = always spend the budget).")]
 Format = Annotated[Optional[str], typer.Option("--format", help="Output view: " + ", ".join(FORMATS) + " (default: "
                                                  "the one -o FILE's extension names, else table).")]
 Output = Annotated[Optional[str], typer.Option("-o", "--output", metavar="FILE",
