@@ -7,8 +7,9 @@ paper claims of it. Each claim is checked per device and, for operators, per fea
 *check*), and each check gets one verdict:
 
 - **Timed claims** (a speed-up, a time ratio, a FLOPS ratio per feature map, a ratio of the FLOPS
-  averaged over Table 1's four feature maps) compare the ratio's 95 % bootstrap interval
-  (compare.ratio_interval: each row's raw samples resampled 2,000 times, seed 0) with the claimed
+  averaged over Table 1's four feature maps) compare the ratio's 95 % bootstrap interval (as
+  compare's, compare.hierarchical_ratio_interval: each row's timing rounds resampled, then their
+  samples, 2,000 times, seed 0; a row of one round, its samples) with the claimed
   side of 1: *holds* when the whole interval lies on the claimed side (a speed-up: above 1),
   *fails* when the whole interval lies on the other side, *inconclusive* when it straddles 1 (or
   touches it), or when a row has fewer than 8 samples (compare.MIN_SAMPLES). The verdict is on the
@@ -36,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from flopsbench.compare import CONFIDENCE, MIN_SAMPLES, RESAMPLES, SEED, _resampled_medians, ratio_interval
+from flopsbench.bootstrap import CONFIDENCE, RESAMPLES, SEED, hierarchical_medians
+from flopsbench.compare import MIN_SAMPLES, hierarchical_ratio_interval, split_rounds
 from flopsbench.identity import SPEED_NEUTRAL_OPTIONS, protocol, workload_identity
 from flopsbench.paper import DEVICE_COLUMNS, precision_label, protocol_mismatch, published
 from flopsbench.report import Report, Row
@@ -268,11 +270,12 @@ def _ratio_and_interval(kind: str, a: list[Row], b: list[Row]) -> tuple[float, t
         return _average_flops_per_s(a) / _average_flops_per_s(b), _average_ratio_interval(a, b)
     (row_a,), (row_b,) = a, b
     median_a, median_b = row_a.stats.median_s, row_b.stats.median_s
+    rounds_a, rounds_b = _rounds(row_a), _rounds(row_b)
     if kind == "time_ratio":  # A's latency / B's
-        return median_a / median_b, ratio_interval(row_b.samples_s, row_a.samples_s)
+        return median_a / median_b, hierarchical_ratio_interval(rounds_b, rounds_a)
     # a speed-up is B's latency / A's; a FLOPS ratio the same, times A's FLOPs / B's (exact counts)
     factor = row_a.flops / row_b.flops if kind == "flops_per_s_ratio" else 1.0
-    interval = ratio_interval(row_a.samples_s, row_b.samples_s)
+    interval = hierarchical_ratio_interval(rounds_a, rounds_b)
     return factor * median_b / median_a, None if interval is None else (factor * interval[0], factor * interval[1])
 
 
@@ -280,12 +283,17 @@ def _average_flops_per_s(rows: list[Row]) -> float:
     return float(np.mean([row.flops / row.stats.median_s for row in rows]))
 
 
+def _rounds(row: Row) -> list[np.ndarray]:
+    """The row's samples by timing round (all of them as one where its round sizes are unusable)."""
+    return split_rounds(row, "")[0]
+
+
 def _average_ratio_interval(a: list[Row], b: list[Row]) -> tuple[float, float] | None:
     """The bootstrap percentile interval of A's average FLOPS / B's: every row's median resampled
-    as ratio_interval resamples it (compare._resampled_medians), the averages and their ratio taken
-    in each of the RESAMPLES rounds; None if a resampled median is 0."""
+    over its rounds (bootstrap.hierarchical_medians), the averages and their ratio taken in each of
+    the RESAMPLES resamples; None if a resampled median is 0."""
     rng = np.random.default_rng(SEED)
-    medians = [_resampled_medians(np.asarray(row.samples_s, dtype=float), RESAMPLES, rng) for row in a + b]
+    medians = [hierarchical_medians(_rounds(row), RESAMPLES, rng) for row in a + b]
     if not all((m > 0).all() for m in medians):
         return None
     flops_per_s = [row.flops / m for row, m in zip(a + b, medians)]

@@ -257,40 +257,6 @@ def rank_test_p(x: list[float], y: list[float]) -> float:
     return float(ways[m, distance >= observed].sum() / ways[m].sum())
 
 
-def ratio_interval(base: list[float], new: list[float], confidence: float = CONFIDENCE,
-                   resamples: int = RESAMPLES, seed: int = SEED) -> tuple[float, float] | None:
-    """The bootstrap percentile interval of median(new) / median(base), every sample taken as
-    independent (claims uses it): the two sides resampled independently ``resamples`` times; None if
-    a resampled BASE median is 0."""
-    rng = np.random.default_rng(seed)
-    base_medians = _resampled_medians(np.asarray(base, dtype=float), resamples, rng)
-    new_medians = _resampled_medians(np.asarray(new, dtype=float), resamples, rng)
-    if not (base_medians > 0).all():
-        return None
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(new_medians / base_medians, [tail, 100 - tail])
-    return float(low), float(high)
-
-
-def _resampled_medians(samples: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """The medians of ``resamples`` bootstrap resamples of ``samples``, drawn without building the
-    resamples: the k-th smallest of a resample is the sorted samples' entry floor(n·U), U the k-th
-    smallest of n uniform numbers, which follows Beta(k, n - k + 1); the next one up is
-    U + (1 - U)·Beta(1, n - k), the smallest of the n - k above it. The same distribution as the
-    np.median of resamples drawn index by index, at a cost that does not grow with n."""
-    ordered = np.sort(samples)
-    n = len(ordered)
-    k = (n + 1) // 2  # the median's rank; for an even n the lower of the middle two
-
-    def entry(u: np.ndarray) -> np.ndarray:
-        return ordered[np.minimum((n * u).astype(np.int64), n - 1)]
-
-    lower = rng.beta(k, n - k + 1, resamples)
-    if n % 2:
-        return entry(lower)
-    return (entry(lower) + entry(lower + (1 - lower) * rng.beta(1, n - k, resamples))) / 2
-
-
 def mann_whitney_p(x: list[float], y: list[float]) -> float:
     """Two-sided p-value of the Mann-Whitney U test of x against y: U = R - n1(n1 + 1)/2 from the
     rank sum R of x (tied values take their mean rank), compared with its mean n1·n2/2 under the

@@ -19,7 +19,7 @@ import flopsbench_zoo
 from flopsbench.claims import (FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, Check, Source, direction_verdict, evaluate,
                                paper_claims, parse_claim)
 from flopsbench.cli.claims_cmd import VIEWS, render
-from flopsbench.compare import MIN_SAMPLES, ratio_interval
+from flopsbench.compare import MIN_SAMPLES, hierarchical_ratio_interval, split_rounds
 from flopsbench.paper import published
 from flopsbench.report import Report, Row
 from flopsbench.spec import TABLE1_SHAPES, Shape
@@ -89,11 +89,22 @@ def test_a_clear_speedup_holds_beside_the_papers_number():
     t0, mobilevit = check.values
     assert check.verdict == HOLDS
     assert check.ratio == pytest.approx(mobilevit.measured / t0.measured)  # MobileViT's latency / T0's
-    assert check.interval == ratio_interval(t0_and_mobilevit(10, 30).rows[0].samples_s,
-                                            t0_and_mobilevit(10, 30).rows[1].samples_s)
+    t0_row, mobilevit_row = t0_and_mobilevit(10, 30).rows  # one round each: their samples resampled
+    assert check.interval == hierarchical_ratio_interval([np.asarray(t0_row.samples_s)],
+                                                         [np.asarray(mobilevit_row.samples_s)])
     assert 1 < check.interval[0] < check.ratio < check.interval[1]
     assert check.paper == 3.3 and check.paper_position == "above"  # ~3.0 here: the paper's 3.3 lies above
     assert (t0.paper, mobilevit.paper) == (pytest.approx(0.0092), pytest.approx(0.0308))  # Table 3, in s
+
+
+def test_the_interval_resamples_each_rows_rounds():
+    """A row's timing rounds are resampled, then their samples, as compare does."""
+    rows = t0_and_mobilevit(10, 30).rows
+    for r in rows:
+        r.round_sizes = [10, 10, 10, len(r.samples_s) - 30]
+    check = cpu_check(T0_VS_MOBILEVIT, report(rows))
+    assert check.interval == hierarchical_ratio_interval(split_rounds(rows[0], "")[0], split_rounds(rows[1], "")[0])
+    assert check.interval != cpu_check(T0_VS_MOBILEVIT, t0_and_mobilevit(10, 30)).interval
 
 
 def test_a_reversed_speedup_fails():
@@ -138,7 +149,7 @@ def test_a_flops_ratio_scales_the_speedup_by_the_flop_counts():
     checks = [c for c in checks_of(PCONV_VS_DWCONV, report(rows)) if c.device == "cpu"]
     (measured,) = [c for c in checks if c.case == shape]
     assert measured.verdict == HOLDS and measured.ratio == pytest.approx(4, rel=0.02)
-    low, high = ratio_interval(rows[0].samples_s, rows[1].samples_s)
+    low, high = hierarchical_ratio_interval([np.asarray(rows[0].samples_s)], [np.asarray(rows[1].samples_s)])
     assert measured.interval == pytest.approx((16 * low, 16 * high))
     assert measured.paper == pytest.approx(29.67 / 7.52)  # Table 1, CPU, 96x56x56
     # the other feature maps have no rows: not measured, each naming what is missing

@@ -22,13 +22,15 @@ from flopsbench.cli import app
 from flopsbench.cli.options import (FORMATS, Format, Output, check_choice, validated, write_output)
 from flopsbench.cli.report_cmd import load_report
 from flopsbench.view_format import view_format
-from flopsbench.compare import CONFIDENCE, MIN_SAMPLES, RESAMPLES, SEED
+from flopsbench.bootstrap import CONFIDENCE, RESAMPLES, SEED
+from flopsbench.compare import MIN_SAMPLES
 from flopsbench.escaping import csv_text, latex_text, markdown_text, plain_text
 from flopsbench.exporters import _fmt
 
 RULE_NOTE = (f"Verdicts. Timed claims: the ratio of the medians with its {CONFIDENCE:.0%} bootstrap interval "
-             f"({RESAMPLES:,} resamples of each row's raw samples, seed {SEED}); 'holds' when the whole interval lies "
-             "on the claimed side of 1, 'fails' when it lies wholly on the other side, 'inconclusive' when it "
+             f"({RESAMPLES:,} resamples of each row's timing rounds, then of their samples, seed {SEED}); 'holds' "
+             "when the whole interval lies on the claimed side of 1, 'fails' when it lies wholly on the other side, "
+             "'inconclusive' when it "
              f"straddles or touches 1 or a row has fewer than {MIN_SAMPLES} samples. The verdict is on the "
              "direction; 'Paper' and 'Paper vs interval' show the magnitude, which depends on the machine. Counted "
              "claims (FLOPs, memory access): exact counts, 'holds' within the stated tolerance. 'not measured': "
@@ -207,7 +209,8 @@ def export_json(checks: list[Check], sources: list[Source], stream: TextIO) -> N
                      "complete": s.report.complete, "hostname": s.report.environment.get("hostname"),
                      "cpu_model": s.report.environment.get("cpu_model"),
                      "gpu_name": s.report.environment.get("gpu_name")} for s in sources],
-        "method": {"interval": "bootstrap percentile of the ratio of medians", "confidence": CONFIDENCE,
+        "method": {"interval": "hierarchical bootstrap percentile of the ratio of medians (rounds, then samples)",
+                   "confidence": CONFIDENCE,
                    "resamples": RESAMPLES, "seed": SEED, "min_samples": MIN_SAMPLES, "rule": RULE_NOTE},
         "claims": [{"id": c.id, "text": c.text, "where": c.where, "kind": c.kind, "ratio": KINDS[c.kind],
                     "a": c.a.label, "b": c.b.label, "claimed": c.claimed, "threshold": c.threshold,
