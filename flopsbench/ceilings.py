@@ -136,6 +136,7 @@ def measure(execution: Execution, sizes: Sizes | None = None, run: Callable[[dic
     run = run or run_fresh
     listed = kernels(sizes or default_sizes(execution.device), execution.dtype, execution.runtime)
     samples: dict[str, list[float]] = {kernel.name: [] for kernel in listed}
+    round_sizes: dict[str, list[int]] = {kernel.name: [] for kernel in listed}  # each round a fresh process
     errors: dict[str, str] = {}
     workers: list[dict] = []
     environment = {} if environment is None else environment
@@ -153,24 +154,30 @@ def measure(execution: Execution, sizes: Sizes | None = None, run: Callable[[dic
                 name = item.get("name") if isinstance(item, dict) else None
                 if name not in samples:
                     continue
-                samples[name] += _seconds(item.get("samples_s"))
+                taken = _seconds(item.get("samples_s"))
+                samples[name] += taken
+                round_sizes[name].append(len(taken))
                 if isinstance(item.get("error"), str):
                     errors[name] = item["error"]
                 if item.get("all_within_cores") is False:
                     errors.setdefault(name, f"some threads ran outside the pinned cores {list(execution.cores)}")
-    return make_record(execution, environment, listed, samples, errors, workers)
+    return make_record(execution, environment, listed, samples, errors, workers, round_sizes)
 
 
 def make_record(execution: Execution, environment: dict, listed: list[Kernel], samples: dict[str, list[float]],
-                errors: dict[str, str], workers: list[dict]) -> dict:
-    """The record: each kernel's samples and rate, the peak, the bandwidth and the ridge point."""
+                errors: dict[str, str], workers: list[dict], round_sizes: dict[str, list[int]] | None = None) -> dict:
+    """The record: each kernel's samples (by round, ``round_sizes``; None: one round) and rate, the
+    peak, the bandwidth and the ridge point."""
+    round_sizes = round_sizes or {}
     timed = []
     for kernel in listed:
-        stats = summarize(samples[kernel.name]) if samples[kernel.name] else None
+        sizes = round_sizes.get(kernel.name)
+        stats = summarize(samples[kernel.name], sizes) if samples[kernel.name] else None
         amount, unit = (kernel.flops, "flops_per_s") if kernel.bound == "compute" else (kernel.bytes, "bytes_per_s")
         best_rate = amount / stats.min_s if stats and stats.min_s > 0 else None
         median_rate = amount / stats.median_s if stats and stats.median_s > 0 else None
-        timed.append({**asdict(kernel), "samples_s": samples[kernel.name], "stats": stats and stats.to_dict(),
+        timed.append({**asdict(kernel), "samples_s": samples[kernel.name], "round_sizes": sizes,
+                      "stats": stats and stats.to_dict(),
                       unit: best_rate, f"median_{unit}": median_rate, "problem": errors.get(kernel.name)})
     best = {}
     for bound, unit in (("compute", "flops_per_s"), ("memory", "bytes_per_s")):

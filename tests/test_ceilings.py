@@ -19,6 +19,7 @@ from flopsbench.ceilings import Ceilings, Kernel, Sizes
 from flopsbench.columns import View
 from flopsbench.exporters import render
 from flopsbench.spec import Execution, TimingBudget
+from flopsbench.stats import median_ci
 from tests.conftest import ENVIRONMENT, conv_table1_row, make_report, pconv_custom_row, tiny_budget
 from tests.test_cli import _assert_one_line_error, invoke, stderr_lines
 from tests.test_cuda import fake_gpu, torch_default_precision  # noqa: F401 -- fixtures
@@ -106,11 +107,29 @@ def test_rounds_go_to_the_worker_and_hostile_results_are_read_past():
     assert [k["name"] for k in jobs[0]["kernels"]] == ["gemm", "conv", "copy", "read"] and jobs[0]["onnx"] == {}
     gemm = record["kernels"][0]
     assert gemm["samples_s"] == [0.5, 1.0, 0.5, 1.0]  # two rounds; strings, booleans, NaN and negatives dropped
+    assert gemm["round_sizes"] == [2, 2] and record["kernels"][1]["round_sizes"] == [0, 0]
     assert record["peak_flops_per_s"] == pytest.approx(32 ** 3 / 0.5)
     assert record["kernels"][1]["stats"] is None and record["kernels"][1]["flops_per_s"] is None
     assert "outside the pinned cores" in record["kernels"][3]["problem"]
     assert [w["pid"] for w in record["workers"]] == [4242, 4242]
     assert record["key"]["gpu_name"] is None  # a CPU's record is not keyed by a GPU
+
+
+def test_a_kernels_interval_resamples_its_rounds():
+    """Three rounds, each a fresh process: two ran at 1 ms, one at 2 ms. The samples taken as
+    independent pin the median to 1 ms within 0.5 %; resampling the rounds, the interval reaches 2 ms."""
+    fast, slow = [1e-3 * (1 + 0.0001 * i) for i in range(30)], [2e-3 * (1 + 0.0001 * i) for i in range(30)]
+    rounds = iter([fast, fast, slow])
+
+    def worker(job):
+        taken = next(rounds)
+        return {"kernels": [{"name": name, "samples_s": taken} for name in ("gemm", "copy")]}
+
+    execution = _execution(budget=TimingBudget(min_time_s=1.0, min_runs=4, rounds=3))
+    gemm = ceilings.measure(execution, TINY, run=worker)["kernels"][0]
+    assert gemm["round_sizes"] == [30, 30, 30] and gemm["stats"]["ci_method"] == "rounds"
+    assert gemm["stats"]["ci_low_s"] < 1.005e-3 and gemm["stats"]["ci_high_s"] > 1.99e-3
+    assert median_ci(gemm["samples_s"])[1] < 1.005e-3
 
 
 def test_no_compute_kernel_timed_is_an_error_naming_why():
