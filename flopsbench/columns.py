@@ -63,7 +63,7 @@ HEADERS = {
 PAPER_HEADERS = ((re.compile(r"Paper \w+ (latency \[ms\]|throughput \[img/s\])"), "paper-time"),
                  (re.compile(r"Paper \w+ FLOPS \[G/s\]"), "paper-flops-per-s"))
 INTERVAL = re.compile(r"(.*) CI (low|high)")
-TEXT_ONLY = ("Error", "Warnings")  # in the data (CSV), never a table's column: the notes under it say them
+TEXT_ONLY = ("Error", "Warnings", "Median CI method")  # in the data (CSV), never a table's column: the notes say them
 
 TERMINAL = {"operator": ("shape", "flops", "memory", "time", "ci", "flops-per-s", "status"),
             "model": ("params", "flops", "time", "ci", "flops-per-s", "status")}

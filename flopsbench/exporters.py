@@ -175,6 +175,7 @@ def _timing_columns(row: Row, execution) -> dict:
         "Median [ms]": _scaled(stats and stats.median_s, 1e-3),
         "Median [ms] CI low": _scaled(stats and stats.ci_low_s, 1e-3),
         "Median [ms] CI high": _scaled(stats and stats.ci_high_s, 1e-3),
+        "Median CI method": stats and stats.ci_method,  # 'rounds' or 'samples' (flopsbench.stats)
         "IQR [ms]": _scaled(stats and stats.iqr_s, 1e-3),
         **_cold_start_columns(row),
         "FLOPS [G/s]": _scaled(derived["flops_per_s"], 1e9),
