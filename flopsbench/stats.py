@@ -46,7 +46,7 @@ class Stats:
     stdev_s: float
     mad_s: float
     outliers: int
-    ci_low_s: float | None = None  # 95 % confidence interval of the median (distribution-free)
+    ci_low_s: float | None = None  # 95 % confidence interval of the median (median_interval)
     ci_high_s: float | None = None
     ci_method: str | None = None  # CI_ROUNDS or CI_SAMPLES; None with no interval (too few samples)
 
@@ -92,7 +92,7 @@ def median_interval(samples: list[float],
     CI_MIN_SAMPLES samples."""
     if len(samples) < CI_MIN_SAMPLES:
         return None, None
-    rounds = rounds_of(samples, round_sizes) if round_sizes is not None else None
+    rounds = rounds_of(samples, round_sizes)
     if rounds is not None and len(rounds) >= 2:
         return median_interval_over_rounds(rounds), CI_ROUNDS
     return median_ci(samples), CI_SAMPLES
