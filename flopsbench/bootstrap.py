@@ -38,9 +38,13 @@ def rounds_of(samples, round_sizes) -> list[np.ndarray] | None:
 def median_interval_over_rounds(rounds: list[np.ndarray], confidence: float = CONFIDENCE,
                                 resamples: int = RESAMPLES, seed: int = SEED) -> tuple[float, float]:
     """The hierarchical bootstrap percentile interval of the pooled median of ``rounds``."""
-    medians = hierarchical_medians(rounds, resamples, np.random.default_rng(seed))
+    return percentile_interval(hierarchical_medians(rounds, resamples, np.random.default_rng(seed)), confidence)
+
+
+def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The bootstrap percentile interval: the central ``confidence`` share of ``values``."""
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(medians, [tail, 100 - tail])
+    low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from flopsbench.bootstrap import CONFIDENCE, RESAMPLES, SEED, hierarchical_medians
+from flopsbench.bootstrap import RESAMPLES, SEED, hierarchical_medians, percentile_interval
 from flopsbench.compare import MIN_SAMPLES, hierarchical_ratio_interval, split_rounds
 from flopsbench.identity import SPEED_NEUTRAL_OPTIONS, protocol, workload_identity
 from flopsbench.paper import DEVICE_COLUMNS, precision_label, protocol_mismatch, published
@@ -298,9 +298,7 @@ def _average_ratio_interval(a: list[Row], b: list[Row]) -> tuple[float, float] |
         return None
     flops_per_s = [row.flops / m for row, m in zip(a + b, medians)]
     ratios = np.mean(flops_per_s[:len(a)], axis=0) / np.mean(flops_per_s[len(a):], axis=0)
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(ratios, [tail, 100 - tail])
-    return float(low), float(high)
+    return percentile_interval(ratios)
 
 
 def select_rows(workloads: list[Workload], sources: list[Source]) -> tuple[list[tuple[Row, Source]], str | None,

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flopsbench.bootstrap import CONFIDENCE, RESAMPLES, SEED, hierarchical_medians, rounds_of
+from flopsbench.bootstrap import CONFIDENCE, RESAMPLES, SEED, hierarchical_medians, percentile_interval, rounds_of
 from flopsbench.escaping import plain_text
 from flopsbench.identity import protocol_differences, workload_identity
 from flopsbench.report import Report, Row
@@ -229,9 +229,7 @@ def hierarchical_ratio_interval(base: list[np.ndarray], new: list[np.ndarray], c
     new_medians = hierarchical_medians(new, resamples, rng)
     if not (base_medians > 0).all():
         return None
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(new_medians / base_medians, [tail, 100 - tail])
-    return float(low), float(high)
+    return percentile_interval(new_medians / base_medians, confidence)
 
 
 def rank_test_p(x: list[float], y: list[float]) -> float:
