@@ -71,7 +71,8 @@ def parser() -> argparse.ArgumentParser:
                    help="cores to pin every thread to, e.g. 0 or 0,2-3 (the first --threads allowed cores)")
     budget = TimingBudget()  # the defaults, as the flopsbench commands have them
     p.add_argument("--warmup", type=float, default=budget.warmup_s,
-                   help=f"warm-up seconds, at least {budget.warmup_runs} calls ({budget.warmup_s:g})")
+                   help=f"warm-up seconds, shared among the rounds, each at least {budget.warmup_runs} calls "
+                        f"({budget.warmup_s:g})")
     p.add_argument("--min-time", type=float, default=budget.min_time_s,
                    help=f"sample until this many seconds are timed... ({budget.min_time_s:g})")
     p.add_argument("--min-runs", type=int, default=budget.min_runs,
@@ -82,8 +83,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=budget.rounds,
                    help=f"split the samples into this many rounds, each in a fresh worker process ({budget.rounds})")
     p.add_argument("--stop-ci", type=float, default=budget.stop_ci,
-                   help="after 2+ rounds, stop once the 95%% confidence interval of the median is within +- this "
-                        f"fraction of it; 0: spend the whole budget ({budget.stop_ci:g})")
+                   help="after half the rounds (2+), stop once the 95%% confidence interval of the median is "
+                        f"within +- this fraction of it; 0: spend the whole budget ({budget.stop_ci:g})")
     p.add_argument("--ort-opt-level", default="all", choices=OPT_LEVELS, help="graph optimisation (all)")
     p.add_argument("--ort-spinning", action=argparse.BooleanOptionalAction, default=True,
                    help="let onnxruntime's worker threads spin while waiting (on)")

@@ -51,13 +51,21 @@ def rounds_with_samples(budget: TimingBudget) -> int:
     return sum(budget.round_share(index).exact_runs != 0 for index in range(budget.rounds))
 
 
+def rounds_before_stop(budget: TimingBudget) -> int:
+    """The rounds a row takes before it may stop (``stop_ci``): half of them, at least two. Each
+    round is one draw of a worker process, and processes differ (pwconv 384x14x14 6.7-7.1 ms over
+    eight), so two rounds that happen to agree say little about the next run's median."""
+    return max(2, -(-budget.rounds // 2))
+
+
 def workers_ahead(budget: TimingBudget) -> int:
     """The workers started while the cases are counted: one per round, except where rows may stop
-    after two rounds (``stop_ci``): then those two. Each imports torch (~1.5 s of CPU); on a 2-core
-    machine four imports stretched a one-model count from 1.5 to 4.4 s, for rounds often not run.
-    The rest start together when the third round begins (time_cases)."""
+    early (``stop_ci``): then those the rows take before they may. Each imports torch (~1.5 s of
+    CPU); on a 2-core machine four imports stretched a one-model count from 1.5 to 4.4 s, for
+    rounds often not run. The rest start together when the first round after them begins
+    (time_cases)."""
     rounds = rounds_with_samples(budget)
-    return min(rounds, 2) if budget.stop_ci and budget.exact_runs is None else rounds
+    return min(rounds, rounds_before_stop(budget)) if budget.stop_ci and budget.exact_runs is None else rounds
 
 
 def round_seed(seed: int, index: int) -> int:
@@ -113,12 +121,12 @@ def time_cases(report: Report, cases: list[Case], transport, on_step: OnStep = l
 
 
 def precise_enough(row: Row, budget: TimingBudget) -> bool:
-    """Whether a row may stop before its budget is spent: at least two rounds (two worker
-    processes) and ``min_runs`` samples, the samples' 95 % confidence interval of the median (order
-    statistics: this run's precision, not the rounds-resampled interval the row reports) within
-    ± ``stop_ci`` of it, and every round's median within ± 2·``stop_ci`` of it (so that a
+    """Whether a row may stop before its budget is spent: at least ``rounds_before_stop`` rounds
+    (worker processes) and ``min_runs`` samples, the samples' 95 % confidence interval of the
+    median (order statistics: this run's precision, not the rounds-resampled interval the row
+    reports) within ± ``stop_ci`` of it, and every round's median within ± 2·``stop_ci`` of it (so that a
     difference between processes, or drift, keeps it sampling). Never with ``exact_runs``."""
-    if not budget.stop_ci or budget.exact_runs is not None or len(row.round_sizes) < 2:
+    if not budget.stop_ci or budget.exact_runs is not None or len(row.round_sizes) < rounds_before_stop(budget):
         return False
     if len(row.samples_s) < budget.min_runs or min(row.round_sizes) < 1:
         return False

@@ -78,9 +78,10 @@ class TimingBudget:
 
     The sampling is split into ``rounds`` that visit every case in turn, so that a slow phase
     of a shared machine is spread over all cases instead of landing on one. Each round takes
-    its share of the time and run counts; the first warms up fully, later ones only re-run
-    ``warmup_runs`` calls to bring caches back. A row whose median is already known precisely
-    enough after two or more rounds (``stop_ci``, see rounds.precise_enough) takes no more."""
+    its share of the time, of the warm-up and of the run counts: each round is a fresh process,
+    as cold as the first, so each warms up alike (at least ``warmup_runs`` calls). A row whose
+    median is already known precisely enough after half its rounds or more (``stop_ci``, see
+    rounds.precise_enough) takes no more."""
 
     warmup_s: float = 0.2
     warmup_runs: int = 3
@@ -89,7 +90,7 @@ class TimingBudget:
     max_runs: int = 10_000
     exact_runs: int | None = None
     rounds: int = 4
-    stop_ci: float = 0.01  # after 2+ rounds a row stops once its median is known to ± this fraction (0: never)
+    stop_ci: float = 0.01  # after half the rounds (2+), a row stops once its median is known to ± this (0: never)
 
     def round_share(self, index: int) -> "TimingBudget":
         """The budget of round ``index`` (0-based) of ``rounds``. The shares of ``exact_runs`` and
@@ -107,7 +108,7 @@ class TimingBudget:
             exact = split(self.exact_runs)
         else:
             exact = 0 if max_runs == 0 else None
-        return replace(self, warmup_s=self.warmup_s if index == 0 else 0.0,
+        return replace(self, warmup_s=self.warmup_s / n,
                        min_time_s=self.min_time_s / n, min_runs=min(-(-self.min_runs // n), max_runs),
                        max_runs=max_runs, exact_runs=exact, rounds=1)
 

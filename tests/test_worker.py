@@ -193,6 +193,9 @@ def _row(*rounds: list[float]) -> Row:
     ([[1.0, 1.001] * 10, [1.0, 1.001] * 10], {"exact_runs": 40}, False),  # the user asked for a count
     ([[1.0, 1.001] * 3, [1.0, 1.001] * 3], {"min_runs": 20}, False),  # fewer than --min-runs
     ([[1.0, 2.0] * 10, [1.0, 2.0] * 10], {}, False),  # a wide interval
+    ([[1.0, 1.001] * 10] * 3, {"rounds": 8}, False),  # of eight rounds, three agreeing processes are too few
+    ([[1.0, 1.001] * 10] * 4, {"rounds": 8}, True),  # half of them may stop it
+    ([[1.0, 1.001] * 10] * 2, {"rounds": 3}, True),  # never fewer than two
 ])
 def test_a_row_stops_only_when_its_median_is_known(rounds, budget, stops):
     from flopsbench.rounds import precise_enough
@@ -222,7 +225,8 @@ def test_a_precise_row_takes_no_more_rounds():
     (False, 0.01, [(2, 0), (2, 2)]),  # the third round starts the last two at once
     (False, 0.0, [(4, 0)]),  # no row stops early: every round's worker imports while counting
 ])
-def test_workers_are_started_ahead_for_the_rounds_that_will_run(precise, stop_ci, started):
+@pytest.mark.parametrize("rounds", [4, 8])
+def test_workers_are_started_ahead_for_the_rounds_that_will_run(precise, stop_ci, started, rounds):
     """Each worker imports torch (~1.5 s of CPU): four of them slowed a one-model count from 1.5 to
     4.4 s on 2 cores, for rounds that a precise row never runs."""
     samples = [0.001] * 20 if precise else [0.001, 0.002] * 10  # the second: a median known to ±50 %
@@ -232,14 +236,15 @@ def test_workers_are_started_ahead_for_the_rounds_that_will_run(precise, stop_ci
                 *[{"event": "samples", "id": case["id"], "samples_s": samples, "complete": True}
                   for case in job["cases"]], {"event": "done"}], 0
 
-    execution = Execution(budget=replace(Execution().budget, min_runs=10, stop_ci=stop_ci))
+    execution = Execution(budget=replace(Execution().budget, min_runs=10, stop_ci=stop_ci, rounds=rounds))
     report = Report("ops", execution, {})
     cases = _cases(1)
     report.rows = [case.row for case in cases]
     transport = ScriptedTransport(script)
     measure(report, cases, transport)
-    assert transport.started == started
-    assert len(transport.jobs) == (2 if precise and stop_ci else 4)
+    scale = rounds // 4  # eight rounds: four before a row may stop, then the other four at once
+    assert transport.started == [(count * scale, index * scale) for count, index in started]
+    assert len(transport.jobs) == (2 * scale if precise and stop_ci else rounds)
 
 
 # --- Ctrl-C, for real ---------------------------------------------------------------------------------

@@ -110,8 +110,9 @@ On = Annotated[Optional[str], typer.Option(
 DevicesFile = Annotated[Optional[Path], typer.Option(
     "--devices", metavar="FILE", help="The device inventory (TOML) for --on (default: $FLOPSBENCH_DEVICES, "
     "./devices.toml, ~/.config/flopsbench/devices.toml).")]
-Warmup = Annotated[float, typer.Option(parser=number, help=f"Warm-up seconds (at least {_BUDGET.warmup_runs} calls) "
-                                                           f"before timing (0 to {validation.MAX_SECONDS}).")]
+Warmup = Annotated[float, typer.Option(parser=number, help=f"Warm-up seconds before timing, shared among the rounds "
+                                                           f"(each at least {_BUDGET.warmup_runs} calls; 0 to "
+                                                           f"{validation.MAX_SECONDS}).")]
 MinTime = Annotated[float, typer.Option(parser=number, help=f"Keep sampling until this many seconds are timed "
                                                             f"(0 to {validation.MAX_SECONDS})...")]
 MinRuns = Annotated[int, typer.Option(parser=integer, help="...and at least this many samples...")]
@@ -122,9 +123,9 @@ Runs = Annotated[Optional[int], typer.Option(parser=integer, help=f"Exactly this
 Rounds = Annotated[int, typer.Option(parser=integer, help="Split sampling into rounds, each a fresh worker process "
                                      "that times every case, so machine and process noise spread over all rows "
                                      f"(1 to {validation.MAX_ROUNDS}).")]
-StopCi = Annotated[float, typer.Option(parser=number, help="After 2+ rounds, stop a row once the 95% confidence "
-                                       "interval of its median from its samples is within +- this fraction of it "
-                                       "and its rounds agree (0 = always spend the budget).")]
+StopCi = Annotated[float, typer.Option(parser=number, help="After half the rounds (2+), stop a row once the 95% "
+                                       "confidence interval of its median from its samples is within +- this "
+                                       "fraction of it and its rounds agree (0 = always spend the budget).")]
 Format = Annotated[Optional[str], typer.Option("--format", help="Output view: " + ", ".join(FORMATS) + " (default: "
                                                  "the one -o FILE's extension names, else table).")]
 Output = Annotated[Optional[str], typer.Option("-o", "--output", metavar="FILE",
