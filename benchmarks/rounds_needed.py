@@ -2,7 +2,9 @@
 back, each row's median from the first k rounds only, for every k, against the other run's: how
 many rows >= ``--floor-ms`` agree within ``--within``. Only rows that took every round in both runs
 count (a row that stopped early has no later rounds to leave out); the last line per pair compares
-the medians as reported, whatever rounds each row took.
+the medians as reported, whatever rounds each row took. At the end, the rows that stopped after two
+rounds in both runs, by how closely their two rounds agreed: does that agreement predict the next
+run's median?
 
     python benchmarks/rounds_needed.py A1.json A2.json [B1.json B2.json ...]
 """
@@ -24,6 +26,13 @@ def first_rounds_median(row: Row, k: int) -> float:
     return float(np.median(np.concatenate(rounds[:k])))
 
 
+def round_spread(row: Row) -> float:
+    """The farthest round median from the row's median, as a fraction of it (the stop rule's check)."""
+    rounds, _ = split_rounds(row, "")
+    median = float(np.median(np.concatenate(rounds)))
+    return max(abs(float(np.median(samples)) / median - 1) for samples in rounds)
+
+
 def agreement(deviations: list[float], within: float) -> str:
     if not deviations:
         return "no rows"
@@ -39,6 +48,7 @@ def main() -> None:
     if len(args.reports) % 2:
         parser.error("reports come in pairs")
     totals: dict[int, list[float]] = {}
+    stopped_at_two: list[tuple[float, float]] = []  # (the wider of the two runs' round spreads, deviation)
     for first, second in zip(args.reports[::2], args.reports[1::2]):
         base = read_report_file(first)
         rounds = base.execution.budget.rounds
@@ -51,10 +61,16 @@ def main() -> None:
             totals.setdefault(k, []).extend(deviations)
             print(f"  first {k} round(s), the {len(full)} rows that took every round: {agreement(deviations, args.within)}")
         reported = [abs(b.stats.median_s / a.stats.median_s - 1) for a, b in common]
+        stopped_at_two += [(max(round_spread(a), round_spread(b)), abs(b.stats.median_s / a.stats.median_s - 1))
+                           for a, b in common if len(a.round_sizes) == len(b.round_sizes) == 2]
         print(f"  as reported, all {len(common)} rows: {agreement(reported, args.within)}")
     for k, deviations in sorted(totals.items()):
         print(f"all pairs, first {k} round(s): {agreement(deviations, args.within)}, "
               f"median deviation {statistics.median(deviations):.2%}")
+    print(f"rows that stopped after two rounds in both runs: {len(stopped_at_two)}")
+    for low, high in ((0, 0.005), (0.005, 0.01), (0.01, 0.02), (0.02, 1.0)):
+        deviations = [d for spread, d in stopped_at_two if low < spread <= high or (low == 0 and spread == 0)]
+        print(f"  both runs' rounds within {low:.1%}-{high:.1%} of their medians: {agreement(deviations, args.within)}")
 
 
 if __name__ == "__main__":
