@@ -3,8 +3,9 @@
 Sampling is split into ``budget.rounds`` rounds. Each round is one job for one new worker
 process, which times every case still ok (and not yet known to --stop-ci), in an order shuffled
 with a recorded seed, so that the per-round medians carry the variation between processes (and
-between positions in a round), and the drift and noise warnings see it. Then, if asked, each case's largest batch and its
-per-module breakdown are found, each in a worker of its own that holds no other case.
+between positions in a round), and the drift and noise warnings see it. Then, if asked, each
+case's largest batch and its per-module breakdown are found, each in a worker of its own that
+holds no other case.
 
 A failing case becomes an error row; a worker that dies, or ends early after a fatal fault (a
 dead CUDA context), costs only the case it was on: the rest go on in a fresh worker. Events
