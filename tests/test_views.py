@@ -316,12 +316,12 @@ def test_a_batch_above_one_shows_its_throughput():
 
 def test_every_view_with_intervals_says_what_they_leave_out(hand_report):
     """The brackets after a median resample the run's rounds: the notes say so, and that the next
-    run's median fell inside it for 177 of 273 rows (benchmarks/interval_coverage.py)."""
+    run's median fell inside it for 312 of 563 rows (benchmarks/interval_coverage.py)."""
     from flopsbench.exporters import INTERVAL_NOTE
     from flopsbench.merge import merge
     from flopsbench.merged_views import render as render_merged
 
-    assert "timing rounds" in INTERVAL_NOTE and "177 of 273 rows" in INTERVAL_NOTE
+    assert "timing rounds" in INTERVAL_NOTE and "312 of 563 rows" in INTERVAL_NOTE
     merged = merge([("a.json", hand_report)])
     for view in (render(hand_report, "md"), render(hand_report, "latex"), render(hand_report, "table"),
                  render_merged(merged, "md"), render_merged(merged, "latex")):
