@@ -19,6 +19,7 @@ import numpy as np
 
 from flopsbench.compare import pair_rows, split_rounds
 from flopsbench.report import Row, read_report_file
+from flopsbench.stats import round_spread
 
 
 def first_rounds_median(row: Row, k: int) -> float:
@@ -26,11 +27,9 @@ def first_rounds_median(row: Row, k: int) -> float:
     return float(np.median(np.concatenate(rounds[:k])))
 
 
-def round_spread(row: Row) -> float:
-    """The farthest round median from the row's median, as a fraction of it (the stop rule's check)."""
-    rounds, _ = split_rounds(row, "")
-    median = float(np.median(np.concatenate(rounds)))
-    return max(abs(float(np.median(samples)) / median - 1) for samples in rounds)
+def relative_round_spread(row: Row) -> float:
+    """The stop rule's check that the rounds agree (stats.round_spread), as a fraction of the median."""
+    return round_spread(row.samples_s, row.round_sizes) / row.stats.median_s
 
 
 def agreement(deviations: list[float], within: float) -> str:
@@ -61,7 +60,7 @@ def main() -> None:
             totals.setdefault(k, []).extend(deviations)
             print(f"  first {k} round(s), the {len(full)} rows that took every round: {agreement(deviations, args.within)}")
         reported = [abs(b.stats.median_s / a.stats.median_s - 1) for a, b in common]
-        stopped_at_two += [(max(round_spread(a), round_spread(b)), abs(b.stats.median_s / a.stats.median_s - 1))
+        stopped_at_two += [(max(relative_round_spread(a), relative_round_spread(b)), abs(b.stats.median_s / a.stats.median_s - 1))
                            for a, b in common if len(a.round_sizes) == len(b.round_sizes) == 2]
         print(f"  as reported, all {len(common)} rows: {agreement(reported, args.within)}")
     for k, deviations in sorted(totals.items()):

@@ -25,7 +25,7 @@ from flopsbench.breakdown import check_times
 from flopsbench.report import Report, Row, utc_now
 from flopsbench.sampling import finish_row, summarize_cold_start
 from flopsbench.spec import TimingBudget
-from flopsbench.stats import median_ci, round_medians
+from flopsbench.stats import median_ci, round_spread
 
 OnStep = Callable[[Report, str], None]
 BREAKDOWN_WARMUP_S = 0.05
@@ -125,8 +125,9 @@ def precise_enough(row: Row, budget: TimingBudget) -> bool:
     """Whether a row may stop before its budget is spent: at least ``rounds_before_stop`` rounds
     (worker processes) and ``min_runs`` samples, the samples' 95 % confidence interval of the
     median (order statistics: this run's precision, not the rounds-resampled interval the row
-    reports) within ± ``stop_ci`` of it, and every round's median within ± 2·``stop_ci`` of it (so that a
-    difference between processes, or drift, keeps it sampling). Never with ``exact_runs``."""
+    reports) within ± ``stop_ci`` of it, and every round's median within ± 2·``stop_ci`` of it
+    (so that a difference between processes, or drift, keeps it sampling). Never with
+    ``exact_runs``."""
     if not budget.stop_ci or budget.exact_runs is not None or len(row.round_sizes) < rounds_before_stop(budget):
         return False
     if len(row.samples_s) < budget.min_runs or min(row.round_sizes) < 1:
@@ -135,8 +136,8 @@ def precise_enough(row: Row, budget: TimingBudget) -> bool:
     if ci is None:
         return False
     median = statistics.median(row.samples_s)
-    spread = max(abs(m - median) for m in round_medians(row.samples_s, row.round_sizes))
-    return (ci[1] - ci[0]) / 2 <= budget.stop_ci * median and spread <= 2 * budget.stop_ci * median
+    return ((ci[1] - ci[0]) / 2 <= budget.stop_ci * median
+            and round_spread(row.samples_s, row.round_sizes) <= 2 * budget.stop_ci * median)
 
 
 def run_job(report: Report, cases: list[Case], task: str, budget: TimingBudget, transport,

@@ -129,6 +129,13 @@ def round_medians(samples: list[float], round_sizes: list[int], min_size: int = 
     return medians
 
 
+def round_spread(samples: list[float], round_sizes: list[int]) -> float:
+    """How far the farthest timing round's median lies from the median of all ``samples`` (seconds):
+    the stop rule's check that the rounds agree (rounds.precise_enough)."""
+    median = statistics.median(samples)
+    return max(abs(m - median) for m in round_medians(samples, round_sizes))
+
+
 def noise_warnings(stats: Stats, medians_by_round: list[float] = ()) -> list[str]:
     """Warnings that name the option that helps, as hyperfine does."""
     warnings = []

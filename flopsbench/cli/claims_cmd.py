@@ -30,10 +30,10 @@ from flopsbench.exporters import _fmt
 RULE_NOTE = (f"Verdicts. Timed claims: the ratio of the medians with its {CONFIDENCE:.0%} bootstrap interval "
              f"({RESAMPLES:,} resamples of each row's timing rounds, then of their samples, seed {SEED}); 'holds' "
              "when the whole interval lies on the claimed side of 1, 'fails' when it lies wholly on the other side, "
-             "'inconclusive' when it "
-             f"straddles or touches 1 or a row has fewer than {MIN_SAMPLES} samples. The verdict is on the "
-             "direction; 'Paper' and 'Paper vs interval' show the magnitude, which depends on the machine. Counted "
-             "claims (FLOPs, memory access): exact counts, 'holds' within the stated tolerance. 'not measured': "
+             f"'inconclusive' when it straddles or touches 1 or a row has fewer than {MIN_SAMPLES} samples. The "
+             "verdict is on the direction; 'Paper' and 'Paper vs interval' show the magnitude, which depends on "
+             "the machine. Counted claims (FLOPs, memory access): exact counts, 'holds' within the stated "
+             "tolerance. 'not measured': "
              "the reports lack a device or a row. Both rows of a ratio come from reports of one protocol, "
              "preferably from one report.")
 NUMBER_COLUMNS = ("Measured", "Paper")  # right-aligned in the views
