@@ -139,9 +139,9 @@ class SshWorkers(FreshProcesses):
         return {**job, "cases": cases}
 
     # -- the transport --------------------------------------------------------------------------------
-    def start(self, count: int = 1) -> None:
+    def start(self, count: int = 1) -> int:
         self.connect()
-        super().start(count)
+        return super().start(count)
 
     def run(self, job: dict, on_event: OnEvent) -> int | None:
         try:

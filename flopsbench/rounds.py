@@ -63,8 +63,8 @@ def workers_ahead(budget: TimingBudget) -> int:
     """The workers started while the cases are counted: one per round, except where rows may stop
     early (``stop_ci``): then those the rows take before they may. Each imports torch (~1.5 s of
     CPU); on a 2-core machine four imports stretched a one-model count from 1.5 to 4.4 s, for
-    rounds often not run. The rest start together when the first round after them begins
-    (time_cases)."""
+    rounds often not run. The rest start together when the first round after those started begins
+    (time_cases): the transport may start fewer than asked (transport.MAX_AHEAD)."""
     rounds = rounds_with_samples(budget)
     return min(rounds, rounds_before_stop(budget)) if budget.stop_ci and budget.exact_runs is None else rounds
 
@@ -78,9 +78,9 @@ def measure(report: Report, cases: Iterable[Case], transport, on_step: OnStep = 
     """Take ``cases`` (an iterable, so a caller may count them as they are taken), time them
     through ``transport`` (closed at the end), and mark the report complete; the rows are
     finished (noise warnings, never-timed rows not 'ok') even when interrupted."""
-    transport.start(workers_ahead(report.execution.budget))  # they import while ``cases`` are counted
+    started = transport.start(workers_ahead(report.execution.budget))  # they import while ``cases`` are counted
     try:
-        time_cases(report, list(cases), transport, on_step)
+        time_cases(report, list(cases), transport, started, on_step)
         report.complete = True
         report.finished_utc = utc_now()
     finally:
@@ -89,17 +89,19 @@ def measure(report: Report, cases: Iterable[Case], transport, on_step: OnStep = 
             finish_row(row, report.execution)
 
 
-def time_cases(report: Report, cases: list[Case], transport, on_step: OnStep = lambda report, label: None) -> None:
-    """Every round, then --find-max-batch and --breakdown where asked."""
+def time_cases(report: Report, cases: list[Case], transport, started: int,
+               on_step: OnStep = lambda report, label: None) -> None:
+    """Every round, then --find-max-batch and --breakdown where asked. ``started``: the workers
+    started so far."""
     execution = report.execution
-    rounds, ahead = execution.budget.rounds, workers_ahead(execution.budget)
+    rounds = execution.budget.rounds
     for index in range(rounds):
         budget = execution.budget.round_share(index)
         if budget.exact_runs == 0:
             continue  # --runs smaller than --rounds: this round has no share
         due = [case for case in cases if case.row.status == "ok" and case.row.stopped_after_round is None]
-        if due and index == ahead:  # the workers started ahead are spent: the rest start at once
-            transport.start(rounds - index)
+        if due and index == started:  # the workers started are spent: the rest start at once, to
+            started += transport.start(rounds - index)  # import side by side, not one a round
         seed = round_seed(execution.seed, index)
         random.Random(seed).shuffle(due)
         run_job(report, due, "time", budget, transport,

@@ -37,13 +37,15 @@ class FreshProcesses:
         self.ready: dict[subprocess.Popen, int | None] = {}  # ready -> the worker's pid, as it said
         self.popen_options: dict = {}
 
-    def start(self, count: int = 1) -> None:
+    def start(self, count: int = 1) -> int:
         """Launch ``count`` workers now (each imports its modules, then waits for a job), at most
-        MAX_AHEAD at a time: a run of 50 rounds must not start 50 interpreters at once. The
-        rest start when their job comes."""
-        for _ in range(max(0, min(count, MAX_AHEAD - len(self.waiting)))):
+        MAX_AHEAD at a time: a run of 50 rounds must not start 50 interpreters at once. Returns
+        how many it launched; the caller starts the rest when these are spent."""
+        launched = max(0, min(count, MAX_AHEAD - len(self.waiting)))
+        for _ in range(launched):
             self.waiting.append(subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                                  text=True, **self.popen_options))
+        return launched
 
     def run(self, job: dict, on_event: OnEvent) -> int | None:
         if not self.waiting:
@@ -120,8 +122,8 @@ def _event(stream) -> dict | None:
 class InProcess:
     """The worker's code in this process: for tests with mock backends, not for measuring."""
 
-    def start(self, count: int = 1) -> None:
-        pass
+    def start(self, count: int = 1) -> int:
+        return count  # no process: every worker asked for is at hand
 
     def run(self, job: dict, on_event: OnEvent) -> int:
         return worker.run(job, on_event)

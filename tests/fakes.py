@@ -56,12 +56,16 @@ class ScriptedTransport:
     """A worker that answers with ``script(job)``'s events, then exits with its exit code:
     lets a test make a worker die mid-case or end early, without killing anything."""
 
-    def __init__(self, script):
-        self.script, self.jobs = script, []
+    def __init__(self, script, max_ahead: int | None = None):
+        self.script, self.jobs, self.max_ahead = script, [], max_ahead
         self.started: list[tuple[int, int]] = []  # (workers asked for, jobs run before)
+        self.waiting = 0  # started, no job yet
 
-    def start(self, count: int = 1) -> None:
+    def start(self, count: int = 1) -> int:
         self.started.append((count, len(self.jobs)))
+        launched = count if self.max_ahead is None else max(0, min(count, self.max_ahead - self.waiting))
+        self.waiting += launched
+        return launched
 
     def close(self) -> None:
         pass
@@ -70,6 +74,7 @@ class ScriptedTransport:
         return ended(exit_code)
 
     def run(self, job, on_event):
+        self.waiting = max(0, self.waiting - 1)
         self.jobs.append(job)
         events, exit_code = self.script(job, len(self.jobs))
         for event in events:

@@ -247,6 +247,29 @@ def test_workers_are_started_ahead_for_the_rounds_that_will_run(precise, stop_ci
     assert len(transport.jobs) == (2 * scale if precise and stop_ci else rounds)
 
 
+@pytest.mark.parametrize("rounds, started", [
+    (12, [(12, 0), (4, 8)]),  # eight ahead; when they are spent, the last four at once
+    (20, [(20, 0), (12, 8), (4, 16)]),  # eight at a time
+])
+def test_workers_beyond_those_started_ahead_start_together(rounds, started):
+    """The transport starts at most eight workers ahead. With twelve rounds, rounds 9-12 each
+    started its own worker and waited for its import (5.3-5.5 s a round against 3.9-4.1 s): the
+    rest now start together, and import side by side."""
+    def script(job, number):
+        return [{"event": "start", "pid": number},
+                *[{"event": "samples", "id": case["id"], "samples_s": [0.001] * 3, "complete": True}
+                  for case in job["cases"]], {"event": "done"}], 0
+
+    execution = Execution(budget=replace(Execution().budget, min_runs=1, stop_ci=0, rounds=rounds))
+    report = Report("ops", execution, {})
+    cases = _cases(1)
+    report.rows = [case.row for case in cases]
+    transport = ScriptedTransport(script, max_ahead=8)
+    measure(report, cases, transport)
+    assert transport.started == started
+    assert len(transport.jobs) == rounds
+
+
 # --- Ctrl-C, for real ---------------------------------------------------------------------------------
 
 def _pinned_worker(session: int) -> int | None:
@@ -334,9 +357,9 @@ def test_at_most_max_ahead_workers_are_started_ahead():
 
     transport = FreshProcesses(prefix=("true",))  # 'true' ignores the rest: nothing is imported
     try:
-        transport.start(50)
+        assert transport.start(50) == MAX_AHEAD  # how many it launched
         assert len(transport.waiting) == MAX_AHEAD
-        transport.start(3)
+        assert transport.start(3) == 0
         assert len(transport.waiting) == MAX_AHEAD
     finally:
         transport.close()
