@@ -73,9 +73,9 @@ def main() -> None:
             full["within"] += level
             full["rows"] += len(pairs)
         for a, b in pairs:
+            rounds_a, rounds_b = split_rounds(a, "")[0], split_rounds(b, "")[0]
             for name, statistic in STATISTICS.items():
-                x = statistic(a.samples_s, split_rounds(a, "")[0])
-                y = statistic(b.samples_s, split_rounds(b, "")[0])
+                x, y = statistic(a.samples_s, rounds_a), statistic(b.samples_s, rounds_b)
                 agree[name][0] += abs(y / x - 1) <= args.within
                 agree[name][1] += 1
     print(f"2. rows within {args.within:.0%} over every pair, by the statistic compared")
